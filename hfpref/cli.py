@@ -15,6 +15,19 @@ def cli() -> None:
     """Prompts to preference data to trained models, on Hugging Face datasets, the Hub and TRL."""
 
 
+# --- generate / judge / run / validate / example commands (owner: core) ---
+
+# --- end generate / judge / run / validate / example ---
+
+# --- curate / push / export commands (owner: curate) ---
+
+# --- end curate / push / export ---
+
+# --- train command (owner: train) ---
+
+# --- end train ---
+
+
 def main() -> None:
     """Console entry point: hfpref errors become one line on stderr and an exit code."""
     try:
