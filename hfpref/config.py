@@ -17,6 +17,7 @@ from hfpref.errors import ConfigError, register_secret
 
 OPENROUTER_URL = "https://openrouter.ai/api/v1"
 DEFAULT_LOCAL_MODEL = "local:Qwen/Qwen2.5-0.5B-Instruct"
+KEY_REQUIRED_HOSTS = ("openrouter.ai", "api.openai.com")
 DEFAULT_PROVIDER_MODEL = "openai/gpt-4o-mini"
 API_KEY_ENVS = ("HFPREF_API_KEY", "OPENROUTER_API_KEY", "OPENAI_API_KEY")
 
@@ -51,8 +52,24 @@ def env_api_key(env_name: str | None) -> str | None:
     return None
 
 
-def has_endpoint_or_key() -> bool:
-    return bool(os.environ.get("HFPREF_BASE_URL") or env_api_key(None))
+def default_config_path() -> str | None:
+    """``$HFPREF_CONFIG``, else ``./hfpref.toml`` when it exists, else None (environment only)."""
+    if os.environ.get("HFPREF_CONFIG"):
+        return os.environ["HFPREF_CONFIG"]
+    return "hfpref.toml" if os.path.exists("hfpref.toml") else None
+
+
+def default_models(env_name: str) -> list[ModelSpec]:
+    """Models to use when none are configured: ``$env_name``, else a provider default when an API key
+    is set, else the local default model (``$HFPREF_LOCAL_MODEL`` overrides it)."""
+    if os.environ.get(env_name):
+        return parse_models([m.strip() for m in os.environ[env_name].split(",") if m.strip()])
+    if os.environ.get("HFPREF_BASE_URL"):
+        raise ConfigError(f"HFPREF_BASE_URL is set but no model is named: pass --model or set {env_name}")
+    if env_api_key(None):
+        return [ModelSpec(id=DEFAULT_PROVIDER_MODEL)]
+    local = os.environ.get("HFPREF_LOCAL_MODEL") or DEFAULT_LOCAL_MODEL
+    return [ModelSpec(id=local if local.startswith("local:") else f"local:{local}")]
 
 
 @dataclass

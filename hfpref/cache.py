@@ -1,0 +1,119 @@
+"""Persistent, content-addressed request cache: a killed run resumes without re-paying.
+
+One SQLite file (WAL mode) under the cache directory, safe to share between processes
+(``num_proc``) and between runs. The key hashes everything that decides an answer (endpoint,
+model, messages, sampling parameters, sample index) and nothing that does not (API key, timeout,
+concurrency), so raising ``max_tokens`` re-sends only the requests it changes. Only answers are
+stored: a failed request is tried again on the next run. Every answer is committed as soon as it
+arrives, so a SIGKILL loses at most the requests in flight.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from hfpref.errors import BudgetExceededError
+
+SCHEMA_VERSION = 1
+
+
+def request_key(
+    endpoint: str, model: str, messages: list[dict[str, Any]], params: dict[str, Any], sample: int
+) -> str:
+    """The cache key of completion number ``sample`` of one request."""
+    payload = orjson.dumps(
+        {
+            "v": SCHEMA_VERSION,
+            "endpoint": endpoint,
+            "model": model,
+            "messages": messages,
+            "params": params,
+            "sample": sample,
+        },
+        option=orjson.OPT_SORT_KEYS,
+    )
+    return hashlib.sha256(payload).hexdigest()
+
+
+class RequestCache:
+    """A key → JSON-record store. ``path=None`` gives a cache that stores nothing (``--no-cache``)."""
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+        self._db: sqlite3.Connection | None = None
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            db = sqlite3.connect(path, timeout=60, isolation_level=None, check_same_thread=False)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+            db.execute("CREATE TABLE IF NOT EXISTS answers (key TEXT PRIMARY KEY, record BLOB NOT NULL)")
+            self._db = db
+
+    def get(self, key: str) -> dict[str, Any] | None:
+        if self._db is None:
+            return None
+        row = self._db.execute("SELECT record FROM answers WHERE key = ?", (key,)).fetchone()
+        return orjson.loads(row[0]) if row else None
+
+    def get_many(self, keys: list[str]) -> dict[str, dict[str, Any]]:
+        if self._db is None or not keys:
+            return {}
+        found: dict[str, dict[str, Any]] = {}
+        for start in range(0, len(keys), 500):
+            chunk = keys[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            for key, record in self._db.execute(
+                f"SELECT key, record FROM answers WHERE key IN ({marks})", chunk
+            ):
+                found[key] = orjson.loads(record)
+        return found
+
+    def put_many(self, items: list[tuple[str, dict[str, Any]]]) -> None:
+        if self._db is None or not items:
+            return
+        rows = [(key, orjson.dumps(record)) for key, record in items]
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            self._db.executemany("INSERT OR REPLACE INTO answers (key, record) VALUES (?, ?)", rows)
+        finally:
+            self._db.execute("COMMIT")
+
+    def close(self) -> None:
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+
+
+class Budget:
+    """A spending cap shared by every process of one run: one row of a SQLite file.
+
+    Requests already in flight when the cap is reached still finish (and are paid), so a run can
+    end slightly above ``limit_usd``; no new request is sent after it.
+    """
+
+    def __init__(self, limit_usd: float, path: Path, run_id: str) -> None:
+        self.limit_usd = limit_usd
+        self.run_id = run_id
+        self.spent = 0.0
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(path, timeout=60, isolation_level=None, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("CREATE TABLE IF NOT EXISTS spend (run TEXT PRIMARY KEY, usd REAL NOT NULL)")
+        self._db.execute("INSERT OR IGNORE INTO spend (run, usd) VALUES (?, 0)", (run_id,))
+
+    def check(self) -> None:
+        if self.spent >= self.limit_usd:
+            raise BudgetExceededError(
+                f"budget of ${self.limit_usd:g} reached (${self.spent:.4f} spent); request not sent"
+            )
+
+    def add(self, usd: float) -> None:
+        row = self._db.execute(
+            "UPDATE spend SET usd = usd + ? WHERE run = ? RETURNING usd", (usd, self.run_id)
+        )
+        self.spent = row.fetchone()[0]

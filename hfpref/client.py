@@ -1,0 +1,324 @@
+"""Async OpenAI-compatible chat client on aiohttp, shared by generation and judging.
+
+``datasets.map`` runs every call on a new event loop, so a :class:`ChatClient` keeps one aiohttp
+session, one global semaphore and one :class:`~hfpref.ratelimit.ModelLimiter` per model *per
+loop*, opens them on first use and closes them when the last request of that loop is done.
+The request cache, the budget and the statistics live at process level.
+
+Transport failures are mapped onto :mod:`hfpref.errors` here (:func:`_map_transport_errors`);
+HTTP answers are mapped by :func:`hfpref.errors.provider_error`. Retryable errors (429, 5xx,
+timeouts, dropped connections, malformed bodies) are retried by tenacity with jittered exponential
+backoff, or exactly ``Retry-After`` when the provider sends one; the rest fail fast, and the first
+401/403/404 stops every other request of the client too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+import orjson
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
+from tenacity.wait import wait_base, wait_random_exponential
+
+from hfpref.cache import Budget, RequestCache, request_key
+from hfpref.config import ModelSpec, ProviderConfig, env_api_key
+from hfpref.errors import (
+    BadRequestError,
+    BudgetExceededError,
+    ConfigError,
+    MalformedResponseError,
+    ProviderConnectionError,
+    ProviderError,
+    ProviderTimeoutError,
+    error_status_from_body,
+    provider_error,
+)
+from hfpref.progress import Stats
+from hfpref.ratelimit import Clock, ModelLimiter, Sleep
+
+SessionFactory = Callable[[int, float], aiohttp.ClientSession]
+MAX_RETRY_AFTER_S = 600.0
+
+
+def default_session(concurrency: int, timeout_s: float) -> aiohttp.ClientSession:
+    connector = aiohttp.TCPConnector(limit=concurrency, limit_per_host=0, ttl_dns_cache=300)
+    return aiohttp.ClientSession(
+        connector=connector,
+        timeout=aiohttp.ClientTimeout(total=timeout_s, connect=min(30.0, timeout_s)),
+        headers={"Content-Type": "application/json", "X-Title": "hfpref"},
+        json_serialize=lambda obj: orjson.dumps(obj).decode(),
+    )
+
+
+class wait_retry_after(wait_base):
+    """Wait what the provider asked for (``Retry-After``), else jittered exponential backoff."""
+
+    def __init__(self, fallback: wait_base) -> None:
+        self.fallback = fallback
+
+    def __call__(self, retry_state: RetryCallState) -> float:
+        exc = retry_state.outcome.exception() if retry_state.outcome else None
+        retry_after = getattr(exc, "retry_after", None)
+        if retry_after is not None:
+            return min(float(retry_after), MAX_RETRY_AFTER_S)
+        return self.fallback(retry_state)
+
+
+def _is_retryable(exc: BaseException) -> bool:
+    return isinstance(exc, ProviderError) and exc.retryable
+
+
+@contextlib.contextmanager
+def _map_transport_errors(model: str) -> Iterator[None]:
+    try:
+        yield
+    except TimeoutError:
+        raise ProviderTimeoutError("no answer before the timeout", model=model) from None
+    except (
+        aiohttp.ClientPayloadError,
+        aiohttp.ServerDisconnectedError,
+        aiohttp.ClientConnectionError,
+    ) as exc:
+        raise ProviderConnectionError(
+            f"connection failed: {type(exc).__name__}: {exc}", model=model
+        ) from None
+
+
+@dataclass
+class _LoopState:
+    """What must not cross event loops: the HTTP session, the semaphore and the limiters."""
+
+    session: aiohttp.ClientSession
+    semaphore: asyncio.Semaphore
+    limiters: dict[str, ModelLimiter]
+    users: int = 0
+
+
+@dataclass
+class ChatClient:
+    """Sends chat completions for one Generator or Judge, with cache, limits, retries and accounting."""
+
+    provider: ProviderConfig
+    models: list[ModelSpec]
+    concurrency: int
+    cache: RequestCache
+    stats: Stats
+    budget: Budget | None = None
+    session_factory: SessionFactory = default_session
+    clock: Clock | None = None
+    sleep: Sleep = asyncio.sleep
+    backoff: wait_base = field(default_factory=lambda: wait_random_exponential(multiplier=0.5, max=60))
+    _loops: dict[asyncio.AbstractEventLoop, _LoopState] = field(default_factory=dict)
+    _fatal: ProviderError | None = None
+    _no_n: set[str] = field(default_factory=set)
+
+    def __post_init__(self) -> None:
+        self._specs = {spec.id: spec for spec in self.models}
+        self._urls = {spec.id: self.provider.endpoint(spec) + "/chat/completions" for spec in self.models}
+        self._headers: dict[str, dict[str, str]] = {}
+        for spec in self.models:
+            key = env_api_key(self.provider.key_env(spec))
+            if spec.api_key_env and key is None:
+                raise ConfigError(f"model {spec.id}: environment variable {spec.api_key_env} is not set")
+            self._headers[spec.id] = {"Authorization": f"Bearer {key}"} if key else {}
+
+    # -- per-loop resources -------------------------------------------------------------------
+    @contextlib.asynccontextmanager
+    async def open(self) -> Any:
+        """Hold this loop's session and limiters for the duration of one ``map`` call's work."""
+        loop = asyncio.get_running_loop()
+        state = self._loops.get(loop)
+        if state is None:
+            limiter_args = {"clock": self.clock} if self.clock else {}
+            state = _LoopState(
+                session=self.session_factory(self.concurrency, self.provider.timeout_s),
+                semaphore=asyncio.Semaphore(self.concurrency),
+                limiters={
+                    s.id: ModelLimiter(self.concurrency, s.rpm, s.tpm, sleep=self.sleep, **limiter_args)
+                    for s in self.models
+                },
+            )
+            self._loops[loop] = state
+        state.users += 1
+        try:
+            yield state
+        finally:
+            state.users -= 1
+            if state.users == 0:
+                del self._loops[loop]
+                await state.session.close()
+                self.stats.close()
+
+    # -- public entry point ---------------------------------------------------------------------
+    async def complete(
+        self,
+        state: _LoopState,
+        model: str,
+        messages: list[dict[str, Any]],
+        params: dict[str, Any],
+        samples: list[int],
+    ) -> list[dict[str, Any]]:
+        """Completion records for ``samples`` (sample indices) of one prompt, from cache or the endpoint.
+
+        A record has ``text``, ``model``, ``finish_reason``, ``prompt_tokens``, ``completion_tokens``,
+        ``cost`` (None when unknown), ``cached`` and ``error`` (None, or why ``text`` is None).
+        """
+        endpoint = self._urls[model]
+        keys = [request_key(endpoint, model, messages, params, i) for i in samples]
+        found = self.cache.get_many(keys)
+        records: dict[int, dict[str, Any]] = {}
+        for key, sample in zip(keys, samples, strict=True):
+            if key in found:
+                records[sample] = {**found[key], "cached": True, "error": None}
+        missing = [s for s in samples if s not in records]
+        spec = self._specs[model]
+        if len(missing) > 1 and spec.n_param is not False and model not in self._no_n:
+            batches = [missing]
+        else:
+            batches = [[s] for s in missing]
+        results = await asyncio.gather(*(self._request(state, spec, messages, params, b) for b in batches))
+        key_of = dict(zip(samples, keys, strict=True))
+        fresh: list[tuple[str, dict[str, Any]]] = []
+        for batch, got in zip(batches, results, strict=True):
+            for sample, record in zip(batch, got, strict=True):
+                records[sample] = record
+                if record["error"] is None:
+                    fresh.append(
+                        (key_of[sample], {k: v for k, v in record.items() if k not in ("cached", "error")})
+                    )
+        self.cache.put_many(fresh)
+        out = [records[s] for s in samples]
+        for record in out:
+            self.stats.record(record)
+        return out
+
+    # -- one HTTP request (with n = len(samples)), retried ----------------------------------------
+    async def _request(
+        self,
+        state: _LoopState,
+        spec: ModelSpec,
+        messages: list[dict[str, Any]],
+        params: dict[str, Any],
+        samples: list[int],
+    ) -> list[dict[str, Any]]:
+        body: dict[str, Any] = {"model": spec.id, "messages": messages, **params}
+        if len(samples) > 1:
+            body["n"] = len(samples)
+        payload = orjson.dumps(body)
+        estimate = len(payload) // 4 + int(params.get("max_tokens") or 0) * len(samples)
+        retrying = AsyncRetrying(
+            retry=retry_if_exception(_is_retryable),
+            wait=wait_retry_after(self.backoff),
+            stop=stop_after_attempt(self.provider.max_retries + 1),
+            sleep=self.sleep,
+            reraise=True,
+            before_sleep=self._count_retry,
+        )
+        try:
+            async for attempt in retrying:
+                with attempt:
+                    data = await self._send(state, spec, payload, estimate)
+        except BadRequestError as exc:
+            if len(samples) > 1 and spec.n_param is None:
+                self._no_n.add(spec.id)  # the endpoint refuses `n` (llama.cpp): one request per sample
+                return [r for s in samples for r in await self._request(state, spec, messages, params, [s])]
+            self._fatal = self._fatal or exc
+            raise
+        except (ProviderError, BudgetExceededError) as exc:
+            if not _is_retryable(exc) and not isinstance(exc, BudgetExceededError):
+                self._fatal = self._fatal or exc
+                raise
+            return [self._failed(spec.id, str(exc)) for _ in samples]
+        records = self._records(spec, data, len(samples))
+        for sample in samples[len(records) :]:  # the endpoint sent fewer choices than `n` asked for
+            records += await self._request(state, spec, messages, params, [sample])
+        return records
+
+    def _count_retry(self, retry_state: RetryCallState) -> None:
+        self.stats.retries += 1
+
+    async def _send(
+        self, state: _LoopState, spec: ModelSpec, payload: bytes, estimate: int
+    ) -> dict[str, Any]:
+        if self._fatal is not None:
+            raise self._fatal
+        if self.budget is not None:
+            self.budget.check()
+        limiter = state.limiters[spec.id]
+        async with state.semaphore, limiter.slot(estimate):
+            self.stats.requests += 1
+            with _map_transport_errors(spec.id):
+                async with state.session.post(
+                    self._urls[spec.id], data=payload, headers=self._headers[spec.id]
+                ) as resp:
+                    raw = await resp.read()
+                    status, headers = resp.status, resp.headers
+            if status >= 400:
+                error = provider_error(status, headers, raw, spec.id)
+                if status == 429:
+                    limiter.on_rate_limited(error.retry_after)
+                raise error
+            try:
+                data = orjson.loads(raw)
+            except orjson.JSONDecodeError:
+                raise MalformedResponseError(f"answer is not JSON: {raw[:80]!r}", model=spec.id) from None
+            if not isinstance(data, dict) or not isinstance(data.get("choices"), list) or not data["choices"]:
+                if isinstance(data, dict) and "error" in data:
+                    error = provider_error(error_status_from_body(data), headers, raw, spec.id)
+                    if error.status == 429:
+                        limiter.on_rate_limited(error.retry_after)
+                    raise error
+                raise MalformedResponseError(f"answer has no choices: {raw[:80]!r}", model=spec.id)
+            limiter.on_success()
+            usage = data.get("usage") or {}
+            limiter.settle(estimate, int(usage.get("total_tokens") or estimate))
+            return data
+
+    def _records(self, spec: ModelSpec, data: dict[str, Any], n: int) -> list[dict[str, Any]]:
+        usage = data.get("usage") or {}
+        choices = sorted(data["choices"], key=lambda c: c.get("index", 0))[:n]
+        k = len(choices)
+        prompt_tokens = usage.get("prompt_tokens")
+        completion_tokens = usage.get("completion_tokens")
+        cost = usage.get("cost")
+        if cost is None and None not in (spec.price_in, spec.price_out, prompt_tokens, completion_tokens):
+            cost = (prompt_tokens * spec.price_in + completion_tokens * spec.price_out) / 1e6  # type: ignore[operator]
+        if cost is not None and self.budget is not None:
+            self.budget.add(float(cost))
+        records = []
+        for choice in choices:
+            message = choice.get("message") or {}
+            text = message.get("content")
+            records.append(
+                {
+                    "text": text,
+                    "model": spec.id,
+                    "finish_reason": choice.get("finish_reason"),
+                    "prompt_tokens": None if prompt_tokens is None else round(prompt_tokens / k),
+                    "completion_tokens": None if completion_tokens is None else round(completion_tokens / k),
+                    "cost": None if cost is None else float(cost) / k,
+                    "cached": False,
+                    "error": None
+                    if isinstance(text, str)
+                    else f"no text in the answer (finish_reason={choice.get('finish_reason')})",
+                }
+            )
+        return records
+
+    @staticmethod
+    def _failed(model: str, error: str) -> dict[str, Any]:
+        return {
+            "text": None,
+            "model": model,
+            "finish_reason": None,
+            "prompt_tokens": None,
+            "completion_tokens": None,
+            "cost": None,
+            "cached": False,
+            "error": error,
+        }

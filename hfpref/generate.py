@@ -1,0 +1,178 @@
+"""Generation: N completions per prompt from one or several weighted models.
+
+``ds.map(hfpref.generate, batched=True)`` adds ``completions`` (list of str or null),
+``completion_models`` and ``generation`` (per-completion metadata: model, finish_reason, tokens,
+cost, cached, error). A request that fails for good leaves null plus its error; no row is dropped
+or reordered. Completion ``j`` of a prompt goes to a model drawn by weight from a generator seeded
+with (seed, prompt, j): the same prompt routes the same way in every run, batch size and process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import random
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from hfpref.config import (
+    GenerateConfig,
+    ModelSpec,
+    ProviderConfig,
+    default_config_path,
+    default_models,
+    load_config,
+)
+from hfpref.stage import (
+    Stage,
+    client_for,
+    is_single_row,
+    new_run_id,
+    prompt_column,
+    row_label,
+    to_messages,
+)
+
+
+@dataclass
+class GenerateSpec:
+    """Everything a Generator needs, picklable; ``run_id`` keys its client and budget."""
+
+    config: GenerateConfig
+    provider: ProviderConfig = field(default_factory=ProviderConfig)
+    cache_dir: str | None = None
+    use_cache: bool = True
+    max_cost: float | None = None
+    run_id: str = field(default_factory=new_run_id)
+
+
+def route(models: list[ModelSpec], seed: int, prompt_key: bytes, n: int) -> list[str]:
+    """The model of each of the ``n`` completions of one prompt, deterministic for the seed."""
+    if len(models) == 1:
+        return [models[0].id] * n
+    ids = [m.id for m in models]
+    weights = [m.weight for m in models]
+    digest = hashlib.sha256(prompt_key).hexdigest()
+    return [random.Random(f"{seed}:{digest}:{j}").choices(ids, weights)[0] for j in range(n)]
+
+
+async def _generate(spec: GenerateSpec, batch: Mapping[str, Any]) -> dict[str, Any]:
+    cfg = spec.config
+    column = prompt_column(batch.keys(), cfg.prompt_column)
+    single = is_single_row(batch, column)
+    prompts = [batch[column]] if single else batch[column]
+    conversations = [
+        to_messages(p, row_label(batch, i, single), column, cfg.system_prompt) for i, p in enumerate(prompts)
+    ]
+    client = client_for(
+        spec.run_id,
+        "generate",
+        spec.provider,
+        cfg.models,
+        cfg.concurrency,
+        spec.cache_dir,
+        spec.use_cache,
+        spec.max_cost,
+    )
+    params: dict[str, Any] = {"temperature": cfg.temperature, "max_tokens": cfg.max_tokens}
+    if cfg.top_p is not None:
+        params["top_p"] = cfg.top_p
+
+    async with client.open() as state:
+
+        async def one_prompt(messages: list[dict[str, str]]) -> list[dict[str, Any]]:
+            models = route(cfg.models, cfg.seed, orjson.dumps(messages), cfg.n)
+            by_model: dict[str, list[int]] = {}
+            for j, model in enumerate(models):
+                by_model.setdefault(model, []).append(j)
+            parts = await asyncio.gather(
+                *(client.complete(state, m, messages, params, samples) for m, samples in by_model.items())
+            )
+            records: list[dict[str, Any]] = [{}] * cfg.n
+            for samples, got in zip(by_model.values(), parts, strict=True):
+                for j, record in zip(samples, got, strict=True):
+                    records[j] = record
+            return records
+
+        results = await asyncio.gather(*(one_prompt(m) for m in conversations))
+
+    completions = [[r["text"] for r in rows] for rows in results]
+    models_used = [[r["model"] for r in rows] for rows in results]
+    metadata = [[{k: v for k, v in r.items() if k != "text"} for r in rows] for rows in results]
+    if single:
+        return {"completions": completions[0], "completion_models": models_used[0], "generation": metadata[0]}
+    return {"completions": completions, "completion_models": models_used, "generation": metadata}
+
+
+class Generator(Stage):
+    """A ready-to-map generation function: ``ds.map(Generator(models=..., n=4), batched=True)``.
+
+    ``models`` takes an id, ``"id=weight"`` strings, ``{id: weight}`` or :class:`ModelSpec` tables
+    (with rpm/tpm/prices/base_url). With no models: ``$HFPREF_MODEL``, else a provider default when
+    an API key is set, else the local default model. Sampling parameters, ``concurrency`` (requests
+    in flight over all models) and ``seed`` (routing) are those of :class:`GenerateConfig`.
+    ``cache_dir`` holds the request cache (default ``~/.cache/hfpref``; ``cache=False`` bypasses
+    it); ``max_cost`` stops sending once that many USD are spent.
+    """
+
+    def __new__(
+        cls,
+        models: Any = None,
+        n: int = 4,
+        *,
+        system_prompt: str | None = None,
+        temperature: float = 0.8,
+        top_p: float | None = None,
+        max_tokens: int = 1024,
+        concurrency: int = 64,
+        seed: int = 0,
+        prompt_column: str | None = None,
+        base_url: str | None = None,
+        api_key_env: str | None = None,
+        timeout_s: float = 600.0,
+        max_retries: int = 8,
+        cache_dir: str | None = None,
+        cache: bool = True,
+        max_cost: float | None = None,
+        config: GenerateConfig | None = None,
+        provider: ProviderConfig | None = None,
+    ) -> Generator:
+        if config is None:
+            config = GenerateConfig(
+                models=models or [],
+                n=n,
+                system_prompt=system_prompt,
+                temperature=temperature,
+                top_p=top_p,
+                max_tokens=max_tokens,
+                concurrency=concurrency,
+                seed=seed,
+                prompt_column=prompt_column,
+            )
+        if not config.models:
+            config.models = default_models("HFPREF_MODEL")
+        if provider is None:
+            provider = ProviderConfig(
+                base_url=base_url, api_key_env=api_key_env, timeout_s=timeout_s, max_retries=max_retries
+            )
+        spec = GenerateSpec(config, provider, cache_dir, cache, max_cost)
+        return super().__new__(cls, _generate, spec)  # type: ignore[return-value]
+
+    @classmethod
+    def from_file(cls, path: str | None) -> Generator:
+        run = load_config(path)
+        return cls(config=run.generate, provider=run.provider, max_cost=run.budget.max_cost_usd)
+
+
+_DEFAULT: list[Generator] = []
+
+
+async def generate(batch: Mapping[str, Any]) -> dict[str, Any]:
+    """``ds.map(hfpref.generate, batched=True)`` with the default Generator: configured by
+    ``$HFPREF_CONFIG`` (a hfpref.toml) or ``./hfpref.toml`` when present, else by the environment."""
+    if not _DEFAULT:
+        _DEFAULT.append(Generator.from_file(default_config_path()))
+    return await _DEFAULT[0](batch)

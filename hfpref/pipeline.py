@@ -1,0 +1,144 @@
+"""The CLI's file-to-file jobs: generate, judge and `run` (generate → judge → curate), resumable.
+
+Each job reads INPUT with :func:`hfpref.io.load_rows`, checks every prompt before sending anything,
+maps the stage with ``datasets`` and writes OUTPUT atomically. Resuming is the request cache's
+job: rerunning a killed command re-sends only the requests whose answers never arrived.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from collections.abc import Iterable
+from typing import Any
+
+from hfpref.config import RunConfig, parse_models
+from hfpref.errors import BudgetExceededError, ConfigError, InputError
+from hfpref.stage import prompt_column, read_text_file, to_messages
+
+MAP_BATCH_SIZE = 256
+
+
+def _replace(obj: Any, **changes: Any) -> Any:
+    """``dataclasses.replace`` with the flags that were given (None means: not given)."""
+    given = {k: v for k, v in changes.items() if v is not None}
+    return dataclasses.replace(obj, **given) if given else obj
+
+
+def apply_generate_flags(run: RunConfig, flags: dict[str, Any]) -> None:
+    """Flags override the file: rebuild the touched sections so their checks run again."""
+    system_prompt = (
+        read_text_file(flags["system_prompt"], "--system-prompt") if flags.get("system_prompt") else None
+    )
+    run.generate = _replace(
+        run.generate,
+        models=parse_models(list(flags["models"])) if flags.get("models") else None,
+        n=flags.get("n"),
+        system_prompt=system_prompt,
+        temperature=flags.get("temperature"),
+        max_tokens=flags.get("max_tokens"),
+        seed=flags.get("seed"),
+        prompt_column=flags.get("prompt_column"),
+        concurrency=flags.get("concurrency"),
+    )
+    run.provider = _replace(
+        run.provider, base_url=flags.get("base_url"), api_key_env=flags.get("api_key_env")
+    )
+    run.budget = _replace(run.budget, max_cost_usd=flags.get("max_cost"))
+
+
+def check_prompts(ds: Any, configured: str | None, system_prompt: str | None = None) -> str:
+    """Check every prompt of ``ds`` before anything is sent; errors name the absolute row."""
+    column = prompt_column(ds.column_names, configured)
+    ids = "id" in ds.column_names
+    offset = 0
+    for batch in ds.iter(batch_size=10_000):
+        for i, prompt in enumerate(batch[column]):
+            where = f"row {offset + i}" + (f" (id={batch['id'][i]!r})" if ids else "")
+            to_messages(prompt, where, column, system_prompt)
+        offset += len(batch[column])
+    if offset == 0:
+        raise InputError("the input has no rows")
+    return column
+
+
+def generation_report(rows: Iterable[list[dict[str, Any]]]) -> tuple[int, int, list[str]]:
+    """(completions, failed, budget errors) over a ``generation`` column."""
+    total = failed = 0
+    budget: list[str] = []
+    for records in rows:
+        for record in records:
+            total += 1
+            if record.get("error"):
+                failed += 1
+                if "budget of $" in record["error"]:
+                    budget.append(record["error"])
+    return total, failed, budget
+
+
+def generate_file(
+    input_path: str,
+    output: str,
+    run: RunConfig,
+    *,
+    use_cache: bool = True,
+    cache_dir: str | None = None,
+    num_proc: int | None = None,
+) -> Any:
+    from hfpref.generate import Generator
+    from hfpref.io import load_rows, save_rows
+
+    gen = Generator(
+        config=run.generate,
+        provider=run.provider,
+        max_cost=run.budget.max_cost_usd,
+        cache_dir=cache_dir,
+        cache=use_cache,
+    )
+    ds = load_rows(input_path)
+    check_prompts(ds, run.generate.prompt_column, run.generate.system_prompt)
+    out = ds.map(
+        gen,
+        batched=True,
+        batch_size=MAP_BATCH_SIZE,
+        num_proc=num_proc,
+        load_from_cache_file=False,
+        desc="hfpref generate",
+    )
+    save_rows(out, output)
+    total, failed, budget = generation_report(out["generation"])
+    if budget:
+        raise BudgetExceededError(
+            f"{budget[0]}; {total - failed} of {total} completions are in {output}, "
+            f"{len(budget)} were not sent: rerun with a higher --max-cost to finish (finished requests are cached)"
+        )
+    if failed:
+        print(
+            f"hfpref: warning: {failed} of {total} completions failed for good (null, with the error in "
+            f"`generation`); rerun the same command to retry only those",
+            file=sys.stderr,
+        )
+    print(f"hfpref: wrote {len(out):,} rows to {output}", file=sys.stderr)
+    return out
+
+
+def describe_config(run: RunConfig) -> str:
+    """One line per stage saying what a valid config will do (printed by `hfpref validate`)."""
+    from hfpref.stage import check_credentials
+
+    gen = run.generate
+    models = gen.models or parse_models([])
+    for spec in models:
+        check_credentials(run.provider, spec)
+    if run.judge.prompt and run.judge.prompt not in ("correctness", "helpfulness", "reasoning"):
+        read_text_file(run.judge.prompt, "judge prompt")
+    if "step_dpo" in run.curate.formats and run.judge.mode != "stepwise":
+        raise ConfigError(
+            "curate.formats has step_dpo but judge.mode is not stepwise: step scores are needed"
+        )
+    names = ", ".join(f"{m.id}={m.weight:g}" for m in models) or "default"
+    judges = ", ".join(m.id for m in run.judge.models) or "default"
+    return (
+        f"ok: generate n={gen.n} with {names}; judge {run.judge.mode} with {judges}; "
+        f"curate {','.join(run.curate.formats)} ({run.curate.strategy})"
+    )

@@ -1,0 +1,136 @@
+"""Per-model admission control, used as ``async with limiter.slot(tokens):``.
+
+A :class:`ModelLimiter` combines three things for one model on one event loop:
+
+* an adaptive concurrency cap (AIMD): a 429 halves the number of requests the model may have in
+  flight, every success raises it again by ``1/cap`` up to the configured ceiling;
+* token buckets for requests per minute and tokens per minute (``rpm``/``tpm``), refilled
+  continuously, never bursting more than one second's worth of requests;
+* a pause: after a 429 with ``Retry-After`` no request of that model is sent until it has passed.
+
+The clock and the sleep function are injectable so that tests control time instead of sleeping.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+
+Clock = Callable[[], float]
+Sleep = Callable[[float], Awaitable[None]]
+
+
+class _Bucket:
+    def __init__(self, per_minute: float, capacity: float, now: float) -> None:
+        self.rate = per_minute / 60.0
+        self.capacity = capacity
+        self.level = capacity
+        self.stamp = now
+
+    def refill(self, now: float) -> None:
+        self.level = min(self.capacity, self.level + (now - self.stamp) * self.rate)
+        self.stamp = now
+
+    def wait_for(self, amount: float) -> float:
+        """Seconds until ``min(amount, capacity)`` is available (0 when it is now)."""
+        need = min(amount, self.capacity)
+        return 0.0 if self.level >= need else (need - self.level) / self.rate
+
+
+class ModelLimiter:
+    """Concurrency cap, rpm/tpm buckets and 429 pauses for one model on one event loop."""
+
+    def __init__(
+        self,
+        max_concurrency: int,
+        rpm: float | None = None,
+        tpm: float | None = None,
+        *,
+        clock: Clock = time.monotonic,
+        sleep: Sleep = asyncio.sleep,
+    ) -> None:
+        self.max_concurrency = max_concurrency
+        self.cap = float(max_concurrency)
+        self.in_flight = 0
+        self.clock = clock
+        self.sleep = sleep
+        now = clock()
+        self._requests = _Bucket(rpm, max(1.0, rpm / 60.0), now) if rpm else None
+        self._tokens = _Bucket(tpm, max(1.0, tpm / 60.0), now) if tpm else None
+        self._paused_until = 0.0
+        self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
+
+    @asynccontextmanager
+    async def slot(self, tokens: int = 0) -> AsyncIterator[None]:
+        """Hold one request slot; ``tokens`` is the request's estimated token count for ``tpm``."""
+        await self._enter()
+        try:
+            await self._admit(tokens)
+            yield
+        finally:
+            self._leave()
+
+    async def _enter(self) -> None:
+        if self.in_flight < int(self.cap) and not self._waiters:
+            self.in_flight += 1
+            return
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        try:
+            await waiter  # _wake() hands the slot over: in_flight already counts us
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():
+                self._leave()
+            elif waiter in self._waiters:
+                self._waiters.remove(waiter)
+            raise
+
+    def _leave(self) -> None:
+        self.in_flight -= 1
+        self._wake()
+
+    def _wake(self) -> None:
+        while self._waiters and self.in_flight < int(self.cap):
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                self.in_flight += 1
+                waiter.set_result(None)
+
+    async def _admit(self, tokens: int) -> None:
+        if self._requests is None and self._tokens is None and self._paused_until == 0.0:
+            return
+        while True:
+            now = self.clock()
+            wait = self._paused_until - now
+            if self._requests is not None:
+                self._requests.refill(now)
+                wait = max(wait, self._requests.wait_for(1))
+            if self._tokens is not None:
+                self._tokens.refill(now)
+                wait = max(wait, self._tokens.wait_for(tokens))
+            if wait <= 0:
+                if self._requests is not None:
+                    self._requests.level -= 1
+                if self._tokens is not None:
+                    self._tokens.level -= tokens
+                return
+            await self.sleep(wait)
+
+    def settle(self, estimated: int, actual: int) -> None:
+        """Correct the token bucket once the real token count of a request is known."""
+        if self._tokens is not None:
+            self._tokens.level += estimated - actual
+
+    def on_success(self) -> None:
+        if self.cap < self.max_concurrency:
+            self.cap = min(float(self.max_concurrency), self.cap + 1.0 / self.cap)
+            self._wake()
+
+    def on_rate_limited(self, retry_after: float | None) -> None:
+        """A 429: halve the concurrency cap and pause the model for ``retry_after`` seconds."""
+        self.cap = max(1.0, min(self.cap, float(self.in_flight)) / 2.0)
+        if retry_after:
+            self._paused_until = max(self._paused_until, self.clock() + retry_after)

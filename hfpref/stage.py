@@ -1,0 +1,164 @@
+"""What generation and judging share: being a ``datasets.map`` function, and reading prompts.
+
+A stage object (:class:`~hfpref.generate.Generator`, :class:`~hfpref.judge.Judge`) is a
+``functools.partial`` of an ``async def`` over a picklable spec. That is what makes
+``inspect.iscoroutinefunction(stage)`` true on Python 3.11 (an instance with ``async def __call__``
+is not seen as one), so ``datasets`` runs it with its async map and keeps many batches in flight;
+it also pickles (``num_proc``) and hashes (datasets' fingerprint) through the spec alone.
+
+The same function serves ``batched=True`` and ``batched=False``: :func:`unbatch` tells them apart.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import uuid
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from hfpref.cache import Budget, RequestCache
+from hfpref.client import ChatClient
+from hfpref.config import KEY_REQUIRED_HOSTS, ModelSpec, ProviderConfig, cache_root, env_api_key
+from hfpref.errors import ConfigError, InputError
+from hfpref.progress import Stats
+
+PROMPT_COLUMNS = ("prompt", "input", "question")
+_CLIENTS: dict[str, ChatClient] = {}
+
+
+class Stage(functools.partial):  # type: ignore[type-arg]
+    """Base of the ready-to-map stage objects: ``partial(async_fn, spec)`` with a readable repr."""
+
+    def __new__(cls, fn: Callable[..., Any], spec: Any) -> Stage:
+        return super().__new__(cls, fn, spec)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:  # arguments were consumed by __new__
+        pass
+
+    @property
+    def spec(self) -> Any:
+        return self.args[0]
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild, (type(self), self.func, self.spec))
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.spec!r})"
+
+
+def _rebuild(cls: type[Stage], fn: Callable[..., Any], spec: Any) -> Stage:
+    return Stage.__new__(cls, fn, spec)
+
+
+def new_run_id() -> str:
+    return uuid.uuid4().hex
+
+
+def client_for(
+    run_id: str,
+    label: str,
+    provider: ProviderConfig,
+    models: list[ModelSpec],
+    concurrency: int,
+    cache_dir: str | None,
+    use_cache: bool,
+    max_cost: float | None,
+    **client_options: Any,
+) -> ChatClient:
+    """The process-wide client of one stage object (rebuilt in each ``num_proc`` worker)."""
+    client = _CLIENTS.get(run_id)
+    if client is None:
+        root = Path(cache_dir).expanduser() if cache_dir else cache_root()
+        for spec in models:
+            check_credentials(provider, spec)
+        client = ChatClient(
+            provider=provider,
+            models=models,
+            concurrency=concurrency,
+            cache=RequestCache(root / "requests.sqlite" if use_cache else None),
+            stats=Stats(label),
+            budget=Budget(max_cost, root / "budget.sqlite", run_id) if max_cost is not None else None,
+            **client_options,
+        )
+        _CLIENTS[run_id] = client
+    return client
+
+
+def check_credentials(provider: ProviderConfig, spec: ModelSpec) -> None:
+    """A hosted endpoint without a key fails here, before any row is read."""
+    if spec.is_local:
+        return
+    url = provider.endpoint(spec)
+    if any(host in url for host in KEY_REQUIRED_HOSTS) and env_api_key(provider.key_env(spec)) is None:
+        names = provider.key_env(spec) or "HFPREF_API_KEY, OPENROUTER_API_KEY or OPENAI_API_KEY"
+        raise ConfigError(f"model {spec.id}: {url} needs an API key; set {names} (or use a local: model)")
+
+
+def prompt_column(columns: Any, configured: str | None) -> str:
+    """The prompt column: the configured one, else the first of prompt/input/question present."""
+    names = list(columns)
+    if configured:
+        if configured not in names:
+            raise InputError(f"prompt column {configured!r} not found; columns are {names}")
+        return configured
+    for name in PROMPT_COLUMNS:
+        if name in names:
+            return name
+    raise InputError(
+        f"no prompt column: expected one of {list(PROMPT_COLUMNS)} (or --prompt-column), got {names}"
+    )
+
+
+def is_single_row(batch: Mapping[str, Any], column: str) -> bool:
+    """True for a ``batched=False`` row: its prompt is a string or one message list."""
+    value = batch[column]
+    return isinstance(value, str) or (isinstance(value, list) and bool(value) and isinstance(value[0], dict))
+
+
+def to_messages(
+    prompt: Any, where: str, column: str, system_prompt: str | None = None
+) -> list[dict[str, str]]:
+    """A prompt (string or message list) as chat messages, checked; ``where`` names the row."""
+    if isinstance(prompt, str):
+        if not prompt.strip():
+            raise InputError(
+                f"{where}: column {column!r} is empty; expected a non-empty string or message list"
+            )
+        messages = [{"role": "user", "content": prompt}]
+    elif isinstance(prompt, list) and prompt:
+        messages = []
+        for i, message in enumerate(prompt):
+            if (
+                not isinstance(message, Mapping)
+                or not isinstance(message.get("role"), str)
+                or not isinstance(message.get("content"), str)
+            ):
+                raise InputError(
+                    f"{where}: column {column!r}, message {i} must be {{'role': str, 'content': str}}, got {message!r:.80}"
+                )
+            messages.append({"role": message["role"], "content": message["content"]})
+    else:
+        raise InputError(
+            f"{where}: column {column!r} must be a non-empty string or message list, got {prompt!r:.80}"
+        )
+    if system_prompt and messages[0]["role"] != "system":
+        messages.insert(0, {"role": "system", "content": system_prompt})
+    return messages
+
+
+def row_label(batch: Mapping[str, Any], i: int, single: bool) -> str:
+    ids = batch.get("id") if "id" in batch else None
+    if ids is not None:
+        return f"row id={ids if single else ids[i]!r}"
+    return "row" if single else f"row {i} of a batch"
+
+
+def read_text_file(path: str | os.PathLike[str], what: str) -> str:
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{what} file {path} does not exist") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{what} file {path} is not UTF-8 text") from None
