@@ -222,7 +222,7 @@ class ChatClient:
         try:
             async for attempt in retrying:
                 with attempt:
-                    data = await self._send(state, spec, payload, estimate)
+                    data = await self._send(state, spec, payload, estimate, len(samples))
         except BadRequestError as exc:
             if len(samples) > 1 and spec.n_param is None:
                 self._no_n.add(spec.id)  # the endpoint refuses `n` (llama.cpp): one request per sample
@@ -243,14 +243,16 @@ class ChatClient:
         self.stats.retries += 1
 
     async def _send(
-        self, state: _LoopState, spec: ModelSpec, payload: bytes, estimate: int
+        self, state: _LoopState, spec: ModelSpec, payload: bytes, estimate: int, n: int
     ) -> dict[str, Any]:
         if self._fatal is not None:
             raise self._fatal
-        if self.budget is not None:
-            self.budget.check()
         limiter = state.limiters[spec.id]
         async with state.semaphore, limiter.slot(estimate):
+            if self.budget is not None:
+                self.budget.check()  # here, not before the wait for a slot: spend may have grown since
+            if n > 1 and spec.id in self._no_n:  # refused by an answer that came while this one waited
+                raise BadRequestError("the endpoint refuses n > 1", model=spec.id)
             self.stats.requests += 1
             with _map_transport_errors(spec.id):
                 async with state.session.post(

@@ -1,0 +1,247 @@
+"""Unit tests of the pieces under the client: limiter (with a fake clock), error mapping, cache, routing."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import inspect
+import pickle
+from pathlib import Path
+
+import pytest
+
+from hfpref.cache import Budget, RequestCache, request_key
+from hfpref.config import ModelSpec, load_config, parse_models
+from hfpref.errors import (
+    AuthenticationError,
+    BadRequestError,
+    BudgetExceededError,
+    ConfigError,
+    HfprefError,
+    ModelNotFoundError,
+    RateLimitError,
+    ServerError,
+    error_status_from_body,
+    parse_retry_after,
+    provider_error,
+    redact,
+    register_secret,
+)
+from hfpref.generate import Generator, route
+from hfpref.ratelimit import ModelLimiter
+
+
+class FakeTime:
+    """A clock that only moves when someone sleeps on it."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.sleeps: list[float] = []
+
+    def clock(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+        await asyncio.sleep(0)
+
+
+def test_rpm_limit_spaces_requests_by_the_clock() -> None:
+    t = FakeTime()
+
+    async def main() -> list[float]:
+        limiter = ModelLimiter(10, rpm=120, clock=t.clock, sleep=t.sleep)  # 2 per second
+        stamps = []
+        for _ in range(5):
+            async with limiter.slot():
+                stamps.append(t.now)
+        return stamps
+
+    stamps = asyncio.run(main())
+    # capacity 2 (one second's worth), then one every 0.5 s
+    assert stamps[:2] == [0.0, 0.0]
+    assert stamps[2:] == pytest.approx([0.5, 1.0, 1.5])
+
+
+def test_tpm_limit_waits_for_tokens_and_settles_actual_usage() -> None:
+    t = FakeTime()
+
+    async def main() -> float:
+        limiter = ModelLimiter(10, tpm=600, clock=t.clock, sleep=t.sleep)  # 10 tokens/s, capacity 10
+        async with limiter.slot(10):
+            pass
+        limiter.settle(10, 2)  # it used only 2: 8 come back
+        async with limiter.slot(8):
+            pass
+        before = t.now
+        async with limiter.slot(10):
+            pass
+        return t.now - before
+
+    waited = asyncio.run(main())
+    assert t.sleeps[0] == pytest.approx(1.0)  # the third request waited for a full bucket (0 → 10)
+    assert waited == pytest.approx(1.0)
+
+
+def test_429_pauses_the_model_and_halves_concurrency() -> None:
+    t = FakeTime()
+
+    async def main() -> tuple[float, float, float]:
+        limiter = ModelLimiter(8, clock=t.clock, sleep=t.sleep)
+        limiter.in_flight = 8
+        limiter.on_rate_limited(retry_after=3.0)
+        cap_after = limiter.cap
+        limiter.in_flight = 0
+        async with limiter.slot():
+            started = t.now
+        for _ in range(100):
+            limiter.on_success()
+        return cap_after, started, limiter.cap
+
+    cap_after, started, cap_recovered = asyncio.run(main())
+    assert cap_after == 4.0
+    assert started == pytest.approx(3.0)
+    assert cap_recovered == 8.0
+
+
+def test_concurrency_cap_is_respected() -> None:
+    async def main() -> int:
+        limiter = ModelLimiter(3)
+        peak = 0
+
+        async def worker() -> None:
+            nonlocal peak
+            async with limiter.slot():
+                peak = max(peak, limiter.in_flight)
+                await asyncio.sleep(0.001)
+
+        await asyncio.gather(*(worker() for _ in range(20)))
+        assert limiter.in_flight == 0
+        return peak
+
+    assert asyncio.run(main()) == 3
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "cls"),
+    [
+        (401, b'{"error": {"message": "bad key", "code": 401}}', AuthenticationError),
+        (403, b'{"error": {"message": "no", "code": "403"}}', AuthenticationError),
+        (404, b'{"error": {"message": "model not found"}}', ModelNotFoundError),
+        (400, b'{"detail": "bad field"}', BadRequestError),
+        (422, b"unprocessable", BadRequestError),
+        (429, b'{"error": {"code": 429, "message": "slow down", "metadata": {"raw": "upstream"}}}', RateLimitError),
+        (500, b"", ServerError),
+        (502, b"<html><body>Bad gateway</body></html>", ServerError),
+    ],
+)
+def test_provider_error_mapping(status: int, body: bytes, cls: type) -> None:
+    error = provider_error(status, {}, body, "m/x")
+    assert type(error) is cls
+    assert error.retryable == (status in (429, 500, 502))
+    assert str(error).startswith(f"m/x: HTTP {status}")
+    assert "\n" not in str(error)
+
+
+def test_html_body_is_summarised_not_dumped() -> None:
+    error = provider_error(502, {}, b"<html>" + b"x" * 5000 + b"</html>", "m")
+    assert "HTML page" in str(error)
+    assert len(str(error)) < 200
+
+
+@pytest.mark.parametrize(
+    ("body", "status"),
+    [
+        ({"error": {"code": 429}}, 429),
+        ({"error": {"code": "429"}}, 429),
+        ({"error": {"code": "rate_limited"}}, 429),
+        ({"error": {"code": "invalid_api_key"}}, 401),
+        ({"error": {"message": "?"}}, 502),
+    ],
+)
+def test_error_status_from_openrouter_body(body: dict, status: int) -> None:
+    assert error_status_from_body(body) == status
+
+
+def test_retry_after_headers() -> None:
+    assert parse_retry_after({"retry-after-ms": "1500", "retry-after": "9"}) == 1.5
+    assert parse_retry_after({"retry-after": "2"}) == 2.0
+    assert parse_retry_after({"retry-after": "Wed, 21 Oct 2015 07:28:00 GMT"}, now=1445412470.0) == 10.0
+    assert parse_retry_after({}) is None
+
+
+def test_secrets_are_redacted_from_errors() -> None:
+    key = "sk-or-v1-0123456789abcdef0123456789abcdef"
+    register_secret(key)
+    assert key not in redact(f"Incorrect API key provided: {key}")
+    error = provider_error(401, {}, f'{{"error": {{"message": "key {key[:20]}... rejected"}}}}'.encode(), "m")
+    assert key[:20] not in str(error)
+
+
+def test_cache_key_depends_on_what_decides_the_answer(tmp_path: Path) -> None:
+    messages = [{"role": "user", "content": "hi"}]
+    base = request_key("u", "m", messages, {"temperature": 0.5, "max_tokens": 10}, 0)
+    assert base == request_key("u", "m", messages, {"max_tokens": 10, "temperature": 0.5}, 0)
+    assert base != request_key("u", "m", messages, {"temperature": 0.5, "max_tokens": 11}, 0)
+    assert base != request_key("u", "m", messages, {"temperature": 0.5, "max_tokens": 10}, 1)
+    assert base != request_key("u", "m2", messages, {"temperature": 0.5, "max_tokens": 10}, 0)
+    cache = RequestCache(tmp_path / "c.sqlite")
+    cache.put_many([(base, {"text": "a"})])
+    again = RequestCache(tmp_path / "c.sqlite")  # another process would open it like this
+    assert again.get(base) == {"text": "a"}
+    assert again.get_many([base, "missing"]) == {base: {"text": "a"}}
+    assert RequestCache(None).get(base) is None
+
+
+def test_budget_is_shared_through_its_file(tmp_path: Path) -> None:
+    a = Budget(1.0, tmp_path / "b.sqlite", "run")
+    b = Budget(1.0, tmp_path / "b.sqlite", "run")  # e.g. a second num_proc worker
+    a.add(0.6)
+    b.add(0.5)
+    assert b.spent == pytest.approx(1.1)
+    with pytest.raises(BudgetExceededError, match=r"budget of \$1 reached"):
+        b.check()
+    a.check()  # a has not seen b's spend yet: it will at its next add
+    a.add(0.0)
+    with pytest.raises(BudgetExceededError):
+        a.check()
+
+
+def test_routing_is_deterministic_and_follows_weights() -> None:
+    models = parse_models({"a": 3, "b": 1})
+    first = [route(models, 0, f"p{i}".encode(), 4) for i in range(500)]
+    assert first == [route(models, 0, f"p{i}".encode(), 4) for i in range(500)]
+    assert first != [route(models, 1, f"p{i}".encode(), 4) for i in range(500)]
+    share = collections.Counter(m for r in first for m in r)
+    assert 0.70 < share["a"] / 2000 < 0.80
+
+
+def test_generator_is_a_picklable_coroutine_function() -> None:
+    gen = Generator(models=["x/y"], n=2, base_url="http://127.0.0.1:9/v1")
+    assert inspect.iscoroutinefunction(gen)
+    clone = pickle.loads(pickle.dumps(gen))
+    assert type(clone) is Generator
+    assert clone.spec == gen.spec
+
+
+def test_model_parsing_and_config_errors(tmp_path: Path) -> None:
+    assert parse_models(["a=2", "b"]) == [ModelSpec("a", 2.0), ModelSpec("b", 1.0)]
+    with pytest.raises(ConfigError, match="ID=WEIGHT"):
+        parse_models(["a=heavy"])
+    with pytest.raises(ConfigError, match="listed once"):
+        parse_models(["a", "a=2"])
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[generate]\nn = 0\n")
+    with pytest.raises(ConfigError, match=r"generate.n must be an integer >= 1, got 0"):
+        load_config(bad)
+    bad.write_text("[generate]\nnn = 3\n")
+    with pytest.raises(ConfigError, match=r"unknown key\(s\) \['nn'\]"):
+        load_config(bad)
+    bad.write_text("[generat]\n")
+    with pytest.raises(ConfigError, match="unknown section"):
+        load_config(bad)
+    bad.write_text("[generate\n")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_config(bad)
+    assert issubclass(ConfigError, HfprefError) and ConfigError.exit_code == 2
