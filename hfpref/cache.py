@@ -77,6 +77,9 @@ class RequestCache:
         if self._db is None or not items:
             return
         rows = [(key, orjson.dumps(record)) for key, record in items]
+        if len(rows) == 1:  # autocommit: one statement, one transaction
+            self._db.execute("INSERT OR REPLACE INTO answers (key, record) VALUES (?, ?)", rows[0])
+            return
         self._db.execute("BEGIN IMMEDIATE")
         try:
             self._db.executemany("INSERT OR REPLACE INTO answers (key, record) VALUES (?, ?)", rows)

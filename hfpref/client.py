@@ -181,7 +181,12 @@ class ChatClient:
             batches = [missing]
         else:
             batches = [[s] for s in missing]
-        results = await asyncio.gather(*(self._request(state, spec, messages, params, b) for b in batches))
+        if len(batches) == 1:
+            results = [await self._request(state, spec, messages, params, batches[0])]
+        else:
+            results = await asyncio.gather(
+                *(self._request(state, spec, messages, params, b) for b in batches)
+            )
         key_of = dict(zip(samples, keys, strict=True))
         fresh: list[tuple[str, dict[str, Any]]] = []
         for batch, got in zip(batches, results, strict=True):
@@ -211,18 +216,14 @@ class ChatClient:
             body["n"] = len(samples)
         payload = orjson.dumps(body)
         estimate = len(payload) // 4 + int(params.get("max_tokens") or 0) * len(samples)
-        retrying = AsyncRetrying(
-            retry=retry_if_exception(_is_retryable),
-            wait=wait_retry_after(self.backoff),
-            stop=stop_after_attempt(self.provider.max_retries + 1),
-            sleep=self.sleep,
-            reraise=True,
-            before_sleep=self._count_retry,
-        )
+        n = len(samples)
         try:
-            async for attempt in retrying:
-                with attempt:
-                    data = await self._send(state, spec, payload, estimate, len(samples))
+            try:  # the common case, without tenacity's per-call cost
+                data = await self._send(state, spec, payload, estimate, n)
+            except ProviderError as first:
+                if not first.retryable:
+                    raise
+                data = await self._retry(first, state, spec, payload, estimate, n)
         except BadRequestError as exc:
             if len(samples) > 1 and spec.n_param is None:
                 self._no_n.add(spec.id)  # the endpoint refuses `n` (llama.cpp): one request per sample
@@ -238,6 +239,26 @@ class ChatClient:
         for sample in samples[len(records) :]:  # the endpoint sent fewer choices than `n` asked for
             records += await self._request(state, spec, messages, params, [sample])
         return records
+
+    async def _retry(
+        self, first: ProviderError, state: _LoopState, spec: ModelSpec, payload: bytes, estimate: int, n: int
+    ) -> dict[str, Any]:
+        """Retry with tenacity; attempt 1 replays ``first`` so backoff and Retry-After apply as usual."""
+        replay: list[ProviderError] = [first]
+        retrying = AsyncRetrying(
+            retry=retry_if_exception(_is_retryable),
+            wait=wait_retry_after(self.backoff),
+            stop=stop_after_attempt(self.provider.max_retries + 1),
+            sleep=self.sleep,
+            reraise=True,
+            before_sleep=self._count_retry,
+        )
+        async for attempt in retrying:
+            with attempt:
+                if replay:
+                    raise replay.pop()
+                return await self._send(state, spec, payload, estimate, n)
+        raise AssertionError("unreachable: tenacity either returns or re-raises")
 
     def _count_retry(self, retry_state: RetryCallState) -> None:
         self.stats.retries += 1

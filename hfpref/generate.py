@@ -88,6 +88,9 @@ async def _generate(spec: GenerateSpec, batch: Mapping[str, Any]) -> dict[str, A
             by_model: dict[str, list[int]] = {}
             for j, model in enumerate(models):
                 by_model.setdefault(model, []).append(j)
+            if len(by_model) == 1:
+                ((model, samples),) = by_model.items()
+                return await client.complete(state, model, messages, params, samples)
             parts = await asyncio.gather(
                 *(client.complete(state, m, messages, params, samples) for m, samples in by_model.items())
             )
