@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from hfpref.config import BudgetConfig, GenerateConfig, ProviderConfig, RunConfig, help_for
+from hfpref.config import BudgetConfig, GenerateConfig, JudgeConfig, ProviderConfig, RunConfig, help_for
 from hfpref.errors import HfprefError
 
 
@@ -73,6 +73,64 @@ def generate(input_path: str, output: str, config_path: str | None, **flags: Any
 
 
 @cli.command()
+@click.argument("input_path", metavar="INPUT")
+@click.option("-o", "--output", required=True, help="Output file (.jsonl/.json/.parquet/.csv) or folder.")
+@_config_option
+@click.option(
+    "--judge-model", "judge_models", multiple=True, metavar="ID", help=help_for(JudgeConfig, "models")
+)
+@click.option(
+    "--mode", type=click.Choice(["pointwise", "pairwise", "stepwise"]), help=help_for(JudgeConfig, "mode")
+)
+@click.option("--judge-prompt", help=help_for(JudgeConfig, "prompt"))
+@click.option("--scale", type=int, help=help_for(JudgeConfig, "scale"))
+@click.option("--swap/--no-swap", default=None, help=help_for(JudgeConfig, "swap"))
+@click.option("--aggregate", type=click.Choice(["mean", "majority"]), help=help_for(JudgeConfig, "aggregate"))
+@click.option("--base-url", help=help_for(ProviderConfig, "base_url"))
+@click.option("--api-key-env", help=help_for(ProviderConfig, "api_key_env"))
+@click.option("--concurrency", type=int, help=help_for(JudgeConfig, "concurrency"))
+@click.option("--max-cost", type=float, metavar="USD", help=help_for(BudgetConfig, "max_cost_usd"))
+@click.option(
+    "--cache-dir", type=click.Path(file_okay=False), help="Request cache folder (default ~/.cache/hfpref)."
+)
+@click.option("--no-cache", is_flag=True, help="Send every request, ignoring and not filling the cache.")
+@click.option("--num-proc", type=int, default=None, help="Processes for datasets.map.")
+def judge(input_path: str, output: str, config_path: str | None, **flags: Any) -> None:
+    """Score each completion (columns scores, judgments, judge; stepwise also step_scores)."""
+    from hfpref import pipeline
+
+    run = _load_run_config(config_path)
+    pipeline.apply_judge_flags(run, flags)
+    pipeline.judge_file(
+        input_path,
+        output,
+        run,
+        use_cache=not flags["no_cache"],
+        cache_dir=flags["cache_dir"],
+        num_proc=flags["num_proc"],
+    )
+
+
+@cli.command(name="run")
+@click.argument("input_path", metavar="INPUT")
+@click.option("-o", "--output", required=True, help="Dataset folder to write (the Hub repo layout).")
+@_config_option
+@click.option("--max-cost", type=float, metavar="USD", help=help_for(BudgetConfig, "max_cost_usd"))
+@click.option(
+    "--cache-dir", type=click.Path(file_okay=False), help="Request cache folder (default ~/.cache/hfpref)."
+)
+def run_command(
+    input_path: str, output: str, config_path: str | None, max_cost: float | None, cache_dir: str | None
+) -> None:
+    """generate + judge + curate in one resumable command (a rerun re-pays nothing)."""
+    from hfpref import pipeline
+
+    run = _load_run_config(config_path)
+    pipeline.apply_judge_flags(run, {"max_cost": max_cost})
+    pipeline.run_pipeline(input_path, output, run, cache_dir=cache_dir)
+
+
+@cli.command()
 def example() -> None:
     """Print a complete, commented hfpref.toml."""
     from hfpref.config import example_config
@@ -98,9 +156,153 @@ def validate(target: str) -> None:
 
 # --- curate / push / export commands (owner: curate) ---
 
+
+def _curate_help(name: str) -> str:
+    from hfpref.config import CurateConfig
+
+    return help_for(CurateConfig, name)
+
+
+def _hub_help(name: str) -> str:
+    from hfpref.config import HubConfig
+
+    return help_for(HubConfig, name)
+
+
+@cli.command("curate")
+@click.argument("input_path", metavar="INPUT")
+@click.option("-o", "--output", "folder", required=True, metavar="FOLDER", help="Dataset folder to write.")
+@_config_option
+@click.option("--formats", metavar="LIST", help=_curate_help("formats"))
+@click.option(
+    "--strategy", type=click.Choice(["best_worst", "all_pairs", "stratified"]), help=_curate_help("strategy")
+)
+@click.option("--min-margin", type=float, help=_curate_help("min_margin"))
+@click.option("--threshold", type=float, help=_curate_help("threshold"))
+@click.option("--high", type=float, help=_curate_help("high"))
+@click.option("--low", type=float, help=_curate_help("low"))
+@click.option("--step-threshold", type=float, help=_curate_help("step_threshold"))
+@click.option("--test-size", type=float, help=_curate_help("test_size"))
+@click.option("--seed", type=int, help=_curate_help("seed"))
+@click.option("--style", type=click.Choice(["conversational", "standard"]), help=_curate_help("style"))
+@click.option("--license", "license_", metavar="ID", help=_hub_help("license"))
+def curate_command(
+    input_path: str, folder: str, config_path: str | None, license_: str | None, **flags: Any
+) -> None:
+    """Turn scored rows into preference configs (dpo, sft, kto, grpo, step_dpo, stepwise) in FOLDER.
+
+    FOLDER is the Hub repo: CONFIG/SPLIT-*.parquet, a README.md card and hfpref.json.
+    """
+    from hfpref.curate import curate
+    from hfpref.io import load_rows
+
+    run = _load_run_config(config_path)
+    rows = load_rows(input_path)
+    result = curate(
+        rows, folder, run.curate, license=license_ or run.hub.license, repo_id=run.hub.repo_id, **flags
+    )
+    click.echo(f"wrote {folder}")
+    for name, stats in result.statistics.items():
+        splits = ", ".join(f"{len(ds):,} {split}" for split, ds in result.get(name, {}).items()) or "no rows"
+        dropped = "; ".join(f"{n:,} × {reason}" for reason, n in stats["dropped"].items())
+        click.echo(f"  {name}: {splits}" + (f" (left out: {dropped})" if dropped else ""))
+
+
+@cli.command("push")
+@click.argument("folder", type=click.Path(exists=True, file_okay=False))
+@click.argument("repo_id")
+@click.option("--private", is_flag=True, help=_hub_help("private"))
+@click.option("--revision", metavar="REV", help="Branch to push to, created from main when missing.")
+def push_command(folder: str, repo_id: str, private: bool, revision: str | None) -> None:
+    """Upload a dataset FOLDER to the Hub dataset repo REPO_ID (user/name), keeping card keys added there."""
+    from hfpref.hub import push
+
+    click.echo(f"pushed {folder} to {push(folder, repo_id, private=private, revision=revision)}")
+
+
+@cli.command("export")
+@click.argument("folder", type=click.Path(exists=True, file_okay=False))
+@click.option(
+    "--to",
+    "target",
+    required=True,
+    type=click.Choice(["nemo-rl", "axolotl", "jsonl"]),
+    help="nemo-rl: BinaryPreferenceDataset/OpenAI messages; axolotl: chat_template(.default); jsonl: as is.",
+)
+@click.option("-o", "--output", required=True, metavar="OUT", help="Folder for OUT/CONFIG/SPLIT.jsonl.")
+def export_command(folder: str, target: str, output: str) -> None:
+    """Write a dataset FOLDER's configs as JSONL for NeMo RL, Axolotl, or as plain rows."""
+    from hfpref.export import export
+
+    for path in export(folder, target, output):
+        click.echo(str(path))
+
+
 # --- end curate / push / export ---
 
 # --- train command (owner: train) ---
+
+
+def _train_help(name: str) -> str:
+    from hfpref.train import TrainOptions
+
+    return help_for(TrainOptions, name)
+
+
+@cli.command("train")
+@click.option("--dataset", metavar="REPO_ID_OR_FOLDER", help=_train_help("dataset"))
+@click.option("--model", metavar="MODEL", help=_train_help("model"))
+@click.option("--config-name", metavar="NAME", help=_train_help("config_name"))
+@click.option("--method", type=click.Choice(["dpo", "kto", "sft"]), help=_train_help("method"))
+@click.option(
+    "-c",
+    "--config",
+    "config_file",
+    type=click.Path(dir_okay=False),
+    help="YAML or TOML file of KEY: VALUE settings.",
+)
+@click.option("-o", "--output-dir", metavar="DIR", help=_train_help("output_dir"))
+@click.option("--full", is_flag=True, help=_train_help("full"))
+@click.option("--resume", is_flag=True, help="Resume from the last checkpoint in the output dir.")
+@click.option("--push-to-hub", metavar="REPO_ID", help=_train_help("push_to_hub"))
+@click.argument("overrides", nargs=-1, metavar="[KEY=VALUE]...")
+def train_command(
+    dataset: str | None,
+    model: str | None,
+    config_name: str | None,
+    method: str | None,
+    config_file: str | None,
+    output_dir: str | None,
+    full: bool,
+    resume: bool,
+    push_to_hub: str | None,
+    overrides: tuple[str, ...],
+) -> None:
+    """Train MODEL on a preference dataset (folder or Hub repo) with TRL and a PEFT LoRA adapter.
+
+    KEY=VALUE sets any field of TRL's DPOConfig / KTOConfig / SFTConfig (beta=0.1 loss_type=[sigmoid,sft]
+    learning_rate=5e-6 max_steps=100) or of hfpref's options (lora_r=32 load_in_4bit=false, and the NeMo RL
+    names reference_policy_kl_penalty, sft_loss_weight, preference_average_log_probs). Runs unchanged
+    under `accelerate launch -m hfpref.train ...` on one or many GPUs.
+    """
+    from hfpref.train import train
+
+    result = train(
+        dataset,
+        model,
+        method=method,
+        config_name=config_name,
+        output_dir=output_dir,
+        config_file=config_file,
+        overrides=list(overrides),
+        full=full or None,
+        resume=resume or None,
+        push_to_hub=push_to_hub,
+    )
+    for key in ("train_loss", "eval_loss", "eval_rewards/margins", "eval_rewards/accuracies"):
+        if key in result.metrics:
+            click.echo(f"{key}: {result.metrics[key]:.4f}", err=True)
+
 
 # --- end train ---
 

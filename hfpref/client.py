@@ -119,9 +119,14 @@ class ChatClient:
 
     def __post_init__(self) -> None:
         self._specs = {spec.id: spec for spec in self.models}
-        self._urls = {spec.id: self.provider.endpoint(spec) + "/chat/completions" for spec in self.models}
+        self._urls = {
+            spec.id: "local" if spec.is_local else self.provider.endpoint(spec) + "/chat/completions"
+            for spec in self.models
+        }
         self._headers: dict[str, dict[str, str]] = {}
         for spec in self.models:
+            if spec.is_local:
+                continue
             key = env_api_key(self.provider.key_env(spec))
             if spec.api_key_env and key is None:
                 raise ConfigError(f"model {spec.id}: environment variable {spec.api_key_env} is not set")
@@ -275,6 +280,12 @@ class ChatClient:
             if n > 1 and spec.id in self._no_n:  # refused by an answer that came while this one waited
                 raise BadRequestError("the endpoint refuses n > 1", model=spec.id)
             self.stats.requests += 1
+            if spec.is_local:  # in-process transformers: answers in the same shape as an endpoint's
+                from hfpref.local import local_chat
+
+                data = await local_chat(spec.id.removeprefix("local:"), orjson.loads(payload))
+                limiter.on_success()
+                return data
             with _map_transport_errors(spec.id):
                 async with state.session.post(
                     self._urls[spec.id], data=payload, headers=self._headers[spec.id]

@@ -122,6 +122,151 @@ def generate_file(
     return out
 
 
+def apply_judge_flags(run: RunConfig, flags: dict[str, Any]) -> None:
+    run.judge = _replace(
+        run.judge,
+        models=parse_models(list(flags["judge_models"])) if flags.get("judge_models") else None,
+        mode=flags.get("mode"),
+        prompt=flags.get("judge_prompt"),
+        scale=flags.get("scale"),
+        swap=flags.get("swap"),
+        aggregate=flags.get("aggregate"),
+        concurrency=flags.get("concurrency"),
+    )
+    run.provider = _replace(
+        run.provider, base_url=flags.get("base_url"), api_key_env=flags.get("api_key_env")
+    )
+    run.budget = _replace(run.budget, max_cost_usd=flags.get("max_cost"))
+
+
+def _map_generate(ds: Any, run: RunConfig, max_cost: float | None, **options: Any) -> Any:
+    from hfpref.generate import Generator
+
+    gen = Generator(
+        config=run.generate, provider=run.provider, max_cost=max_cost, **options.pop("client", {})
+    )
+    check_prompts(ds, run.generate.prompt_column, run.generate.system_prompt)
+    return ds.map(
+        gen,
+        batched=True,
+        batch_size=MAP_BATCH_SIZE,
+        load_from_cache_file=False,
+        desc="hfpref generate",
+        **options,
+    )
+
+
+def _map_judge(ds: Any, run: RunConfig, max_cost: float | None, **options: Any) -> Any:
+    from hfpref.judge import Judge
+
+    judge = Judge(config=run.judge, provider=run.provider, max_cost=max_cost, **options.pop("client", {}))
+    prompt_column(ds.column_names, None)
+    if "completions" not in ds.column_names:
+        raise InputError(
+            f"no 'completions' column to judge (run hfpref generate first); columns are {ds.column_names}"
+        )
+    return ds.map(
+        judge,
+        batched=True,
+        batch_size=MAP_BATCH_SIZE // 4,
+        load_from_cache_file=False,
+        desc="hfpref judge",
+        **options,
+    )
+
+
+def _cost(records: Iterable[list[dict[str, Any]]]) -> float:
+    return sum(r["cost"] or 0.0 for rows in records for r in rows)
+
+
+def judge_file(
+    input_path: str,
+    output: str,
+    run: RunConfig,
+    *,
+    use_cache: bool = True,
+    cache_dir: str | None = None,
+    num_proc: int | None = None,
+) -> Any:
+    from hfpref.io import load_rows, save_rows
+    from hfpref.judge import judge_statistics
+
+    ds = load_rows(input_path)
+    out = _map_judge(
+        ds,
+        run,
+        run.budget.max_cost_usd,
+        num_proc=num_proc,
+        client={"cache": use_cache, "cache_dir": cache_dir},
+    )
+    save_rows(out, output)
+    stats = judge_statistics(out["judge"], out["scores"])
+    if stats["parse_failure_rate"]:
+        print(
+            f"hfpref: warning: {stats['parse_failure_rate']:.1%} of judge answers could not be parsed "
+            f"(their scores are null, the raw text is in `judgments`)",
+            file=sys.stderr,
+        )
+    print(f"hfpref: wrote {len(out):,} judged rows to {output}", file=sys.stderr)
+    return out
+
+
+def run_pipeline(
+    input_path: str, folder: str, run: RunConfig, *, use_cache: bool = True, cache_dir: str | None = None
+) -> Any:
+    """generate → judge → curate into ``folder``; a rerun after a crash re-pays nothing."""
+    from hfpref.curate import curate
+    from hfpref.io import load_rows
+    from hfpref.judge import judge_statistics
+
+    client = {"cache": use_cache, "cache_dir": cache_dir}
+    ds = load_rows(input_path)
+    generated = _map_generate(ds, run, run.budget.max_cost_usd, client=client)
+    total, failed, budget = generation_report(generated["generation"])
+    if budget:
+        raise BudgetExceededError(
+            f"{budget[0]} during generation; no folder written: rerun with a higher budget "
+            f"(the {total - failed} finished completions are cached)"
+        )
+    spent = _cost(generated["generation"])
+    remaining = None if run.budget.max_cost_usd is None else max(0.0, run.budget.max_cost_usd - spent)
+    judged = _map_judge(generated, run, remaining, client=client)
+    jstats = judge_statistics(judged["judge"], judged["scores"])
+    gen = run.generate
+    provenance = {
+        "generation": {
+            "models": [{"id": m.id, "weight": m.weight} for m in gen.models],
+            "n": gen.n,
+            "temperature": gen.temperature,
+            "top_p": gen.top_p,
+            "max_tokens": gen.max_tokens,
+            "system_prompt": gen.system_prompt,
+            "seed": gen.seed,
+            "completions": total,
+            "failed": failed,
+        },
+        "judge": {
+            "models": [m.id for m in run.judge.models],
+            "mode": run.judge.mode,
+            "prompt": run.judge.prompt or "default",
+            "scale": run.judge.scale,
+            "swap": run.judge.swap,
+            "aggregate": run.judge.aggregate,
+            "statistics": jstats,
+        },
+    }
+    result = curate(
+        judged, folder, run.curate, provenance=provenance, license=run.hub.license, repo_id=run.hub.repo_id
+    )
+    repo = run.hub.repo_id or "USER/NAME"
+    print(
+        f"hfpref: wrote {folder} ({', '.join(result)}); next:\n"
+        f"  hfpref push {folder} {repo}\n  hfpref train --dataset {folder} --model MODEL",
+        file=sys.stderr,
+    )
+    return result
+
+
 def describe_config(run: RunConfig) -> str:
     """One line per stage saying what a valid config will do (printed by `hfpref validate`)."""
     from hfpref.stage import check_credentials
