@@ -193,14 +193,14 @@ def curate_command(
 
     FOLDER is the Hub repo: CONFIG/SPLIT-*.parquet, a README.md card and hfpref.json.
     """
-    from hfpref.curate import curate
+    from hfpref.card import check_license
+    from hfpref.curate import curate, curate_config
     from hfpref.io import load_rows
 
     run = _load_run_config(config_path)
-    rows = load_rows(input_path)
-    result = curate(
-        rows, folder, run.curate, license=license_ or run.hub.license, repo_id=run.hub.repo_id, **flags
-    )
+    config = curate_config(run.curate, **flags)  # bad options fail before the input is read
+    license_ = check_license(license_ or run.hub.license)
+    result = curate(load_rows(input_path), folder, config, license=license_, repo_id=run.hub.repo_id)
     click.echo(f"wrote {folder}")
     for name, stats in result.statistics.items():
         splits = ", ".join(f"{len(ds):,} {split}" for split, ds in result.get(name, {}).items()) or "no rows"

@@ -242,7 +242,11 @@ class CurateConfig:
     low: float = _help("Stratified DPO: rejected completions score at most this.", 0.3)
     test_size: float = _help("Fraction of prompts in the test split (0 for no test split).", 0.1)
     seed: int = _help("Seed of the train/test split.", 0)
-    style: str = _help("conversational (message lists) or standard (plain strings).", "conversational")
+    style: str = _help(
+        "conversational (message lists where the input prompt is one) or standard (plain strings).",
+        "conversational",
+    )
+    step_threshold: float = _help("step_dpo / stepwise: a step scoring at least this is correct.", 0.5)
 
     def __post_init__(self) -> None:
         known = {"dpo", "sft", "kto", "grpo", "step_dpo", "stepwise"}
@@ -259,7 +263,7 @@ class CurateConfig:
             raise ConfigError(f"curate.style must be conversational or standard, got {self.style!r}")
         if not 0 <= self.test_size < 1:
             raise ConfigError(f"curate.test_size must be in [0, 1), got {self.test_size!r}")
-        for name in ("min_margin", "threshold", "high", "low"):
+        for name in ("min_margin", "threshold", "high", "low", "step_threshold"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ConfigError(f"curate.{name} must be in [0, 1], got {getattr(self, name)!r}")
         if self.low > self.high:

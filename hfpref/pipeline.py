@@ -246,7 +246,7 @@ def run_pipeline(
             "failed": failed,
         },
         "judge": {
-            "models": [m.id for m in run.judge.models],
+            "models": [{"id": m.id} for m in run.judge.models],
             "mode": run.judge.mode,
             "prompt": run.judge.prompt or "default",
             "scale": run.judge.scale,

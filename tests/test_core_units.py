@@ -131,7 +131,11 @@ def test_concurrency_cap_is_respected() -> None:
         (404, b'{"error": {"message": "model not found"}}', ModelNotFoundError),
         (400, b'{"detail": "bad field"}', BadRequestError),
         (422, b"unprocessable", BadRequestError),
-        (429, b'{"error": {"code": 429, "message": "slow down", "metadata": {"raw": "upstream"}}}', RateLimitError),
+        (
+            429,
+            b'{"error": {"code": 429, "message": "slow down", "metadata": {"raw": "upstream"}}}',
+            RateLimitError,
+        ),
         (500, b"", ServerError),
         (502, b"<html><body>Bad gateway</body></html>", ServerError),
     ],

@@ -32,7 +32,9 @@ def test_batched_map_adds_n_completions_routed_by_weight() -> None:
     share = collections.Counter(m for row in out["completion_models"] for m in row)
     assert 0.6 < share["m/a"] / 240 < 0.9
     first = out[0]
-    for text, model, meta in zip(first["completions"], first["completion_models"], first["generation"], strict=True):
+    for text, model, meta in zip(
+        first["completions"], first["completion_models"], first["generation"], strict=True
+    ):
         assert meta["model"] == model and meta["error"] is None and meta["finish_reason"] == "stop"
         assert meta["completion_tokens"] > 0 and meta["cost"] > 0
         assert text.startswith("answer ")
@@ -73,7 +75,15 @@ def test_conversational_prompts_and_system_prompt_are_sent() -> None:
 
 @pytest.mark.parametrize(
     "fault",
-    [status(500), html(502), truncated(), drop(), cut(), openrouter_error(429), status(429, retry_after_ms=50)],
+    [
+        status(500),
+        html(502),
+        truncated(),
+        drop(),
+        cut(),
+        openrouter_error(429),
+        status(429, retry_after_ms=50),
+    ],
     ids=["500", "502-html", "truncated", "drop", "cut", "openrouter-200-error", "429"],
 )
 def test_transient_faults_are_retried(fault: object) -> None:
@@ -157,7 +167,9 @@ def test_cost_from_prices_when_the_provider_reports_none() -> None:
         out = prompts(2).map(make(fake, models=[priced], n=1), batched=True)
         unknown = prompts(2).map(make(fake, n=1, cache=False), batched=True)
     meta = out[0]["generation"][0]
-    assert meta["cost"] == pytest.approx((meta["prompt_tokens"] * 1.0 + meta["completion_tokens"] * 2.0) / 1e6)
+    assert meta["cost"] == pytest.approx(
+        (meta["prompt_tokens"] * 1.0 + meta["completion_tokens"] * 2.0) / 1e6
+    )
     assert unknown[0]["generation"][0]["cost"] is None  # unknown, never $0
 
 

@@ -1,0 +1,344 @@
+"""Dataset cards: the README.md of a dataset folder, rendered from its provenance (``hfpref.json``).
+
+The card is a Jinja template in ``cards/`` (source tree) or ``hfpref/cards/`` (installed wheel), rendered
+with ``huggingface_hub``'s ``DatasetCard.from_template``. Everything it says comes from the provenance
+dict, so a section whose facts are unknown (an imported dataset has no generator) is left out, and an
+unknown cost reads "unknown", never $0. Without a license the card says ``other`` and claims no rights.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from hfpref.errors import ConfigError
+
+if TYPE_CHECKING:
+    from huggingface_hub import DatasetCard
+
+TEMPLATE = "dataset_card.md.j2"
+REPO_PLACEHOLDER = "your-username/your-dataset"
+NO_LICENSE = "other"
+
+CONFIG_TAGS = {
+    "dpo": "dpo",
+    "sft": "sft",
+    "kto": "kto",
+    "grpo": "grpo",
+    "step_dpo": "step-dpo",
+    "stepwise": "process-supervision",
+}
+CONSUMERS = {
+    "dpo": "TRL DPOTrainer, NeMo RL, Axolotl",
+    "sft": "TRL SFTTrainer",
+    "kto": "TRL KTOTrainer",
+    "grpo": "GRPO/RLOO rewards, reward modelling",
+    "step_dpo": "TRL DPOTrainer (Step-DPO)",
+    "stepwise": "stepwise supervision (PRM)",
+}
+_SIZES = [
+    (1_000, "n<1K"),
+    (10_000, "1K<n<10K"),
+    (100_000, "10K<n<100K"),
+    (1_000_000, "100K<n<1M"),
+    (10_000_000, "1M<n<10M"),
+    (100_000_000, "10M<n<100M"),
+]
+
+
+def templates_dir() -> Path:
+    """The folder holding the card templates: ``hfpref/cards`` in a wheel, ``<repo>/cards`` in a checkout."""
+    here = Path(__file__).resolve().parent
+    for candidate in (here / "cards", here.parent / "cards"):
+        if (candidate / TEMPLATE).is_file():
+            return candidate
+    raise ConfigError(f"card template {TEMPLATE} not found in {here / 'cards'} or {here.parent / 'cards'}")
+
+
+def size_category(rows: int) -> str:
+    """The Hub's ``size_categories`` bucket for ``rows`` examples."""
+    return next((label for limit, label in _SIZES if rows < limit), "100M<n<1B")
+
+
+def card_configs(splits: Mapping[str, Sequence[str]], default: str) -> list[dict[str, Any]]:
+    """The ``configs:`` YAML list: one entry per config, ``data_files`` per split, ``default: true`` once."""
+    entries = []
+    for name, names in splits.items():
+        entry: dict[str, Any] = {
+            "config_name": name,
+            "data_files": [{"split": split, "path": f"{name}/{split}-*"} for split in names],
+        }
+        if name == default:
+            entry["default"] = True
+        entries.append(entry)
+    return entries
+
+
+def _number(value: float | None, digits: int = 3) -> str:
+    return "–" if value is None else f"{value:.{digits}f}"
+
+
+def _section(info: Mapping[str, Any], keys: Sequence[str]) -> dict[str, Any] | None:
+    """A generation/judge section for the template: model lines, known parameters, texts; None if unknown."""
+    if not info:
+        return None
+    return {
+        "model_lines": _model_lines(info.get("models", [])),
+        "params": [(key, info[key]) for key in keys if info.get(key) is not None],
+        "system_prompt": info.get("system_prompt"),
+        "prompt": info.get("prompt"),
+        "inferred": info.get("inferred", False),
+    }
+
+
+def _summary(prov: Mapping[str, Any]) -> str:
+    names = ", ".join(f"`{name}`" for name in prov["configs"])
+    source = prov.get("input")
+    if not source:
+        return f"Preference data in the configs {names}."
+    return (
+        f"Preference data made with hfpref from {source['prompts']:,} prompts and "
+        f"{source['completions']:,} scored completions, in the configs {names}."
+    )
+
+
+def _input_summary(source: Mapping[str, Any] | None) -> str:
+    if not source:
+        return ""
+    return (
+        f"Input: {source['rows']:,} rows, {source['prompts']:,} distinct prompts, {source['completions']:,} "
+        f"completions ({source['null_completions']:,} missing or failed, {source['null_scores']:,} without a "
+        "usable score)."
+    )
+
+
+def _judge_stats(source: Mapping[str, Any] | None, extra: Mapping[str, Any] | None) -> list[str]:
+    lines = []
+    if source and source.get("mean_score") is not None:
+        lines.append(
+            f"Mean score {_number(source['mean_score'])}, standard deviation {_number(source['score_std'])}"
+        )
+        lines.append(f"Rows whose usable completions all tie: {source['tied_rows']:,}")
+    for key, value in (extra or {}).items():
+        lines.append(f"{key.removesuffix('_usd').replace('_', ' ')}: {_value(key, value)}")
+    return lines
+
+
+def _value(key: str, value: Any) -> str:
+    """One judge statistic for a reader: unknown stays unknown, costs in USD, rates as numbers."""
+    if key.endswith("cost_usd"):
+        return _cost({"cost_usd": value})
+    if value is None:
+        return "unknown"
+    if isinstance(value, Mapping):
+        return "; ".join(f"{k}: {_value(k, v)}" for k, v in value.items())
+    if isinstance(value, float):
+        return _number(value)
+    return f"{value:,}" if isinstance(value, int) and not isinstance(value, bool) else str(value)
+
+
+def _license_text(license_: str | None, models: bool, source: bool) -> str:
+    if license_:
+        text = f"`{license_}`."
+    else:
+        text = (
+            "No license was chosen when this dataset was made: the card says `other`, and its authors "
+            "claim no rights over it."
+        )
+    if models:
+        text += " The terms of the models that wrote and judged the data may also apply."
+    if source:
+        text += " The license of the source data applies to what was taken from it."
+    return text
+
+
+def _cost(usage: Mapping[str, Any]) -> str:
+    cost = usage.get("cost_usd")
+    return "unknown" if cost is None else f"${cost:,.4f}"
+
+
+def _model_lines(models: Sequence[Mapping[str, Any]]) -> list[str]:
+    lines = []
+    for model in models:
+        extras = [f"weight {model['weight']:g}"] if model.get("weight") is not None else []
+        if model.get("completions") is not None:
+            extras.append(f"{model['completions']:,} completions")
+        lines.append(f"`{model['id']}`" + (f" ({', '.join(extras)})" if extras else ""))
+    return lines
+
+
+def _config_rows(configs: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]]:
+    rows = []
+    for name, info in configs.items():
+        splits = info.get("splits", {})
+        stats = info.get("statistics", {})
+        rows.append(
+            {
+                "name": name,
+                "train": f"{splits.get('train', 0):,}",
+                "test": f"{splits.get('test', 0):,}",
+                "columns": ", ".join(info.get("columns", [])),
+                "consumer": CONSUMERS.get(name, ""),
+                "stats": ", ".join(_stat_parts(stats)),
+                "dropped": {reason: f"{count:,}" for reason, count in stats.get("dropped", {}).items()},
+            }
+        )
+    return rows
+
+
+def _stat_parts(stats: Mapping[str, Any]) -> list[str]:
+    labels = {
+        "prompts": "prompts",
+        "mean_score_chosen": "mean chosen score",
+        "mean_score_rejected": "mean rejected score",
+        "mean_margin": "mean margin",
+        "mean_score": "mean score",
+        "desirable": "desirable",
+        "undesirable": "undesirable",
+        "mean_completions": "completions per prompt",
+        "mean_step_index": "mean step index",
+        "steps": "steps",
+        "correct_steps": "share of correct steps",
+    }
+    parts = []
+    for key, label in labels.items():
+        value = stats.get(key)
+        if value is None:
+            continue
+        parts.append(f"{label} {value:,}" if isinstance(value, int) else f"{label} {_number(value)}")
+    return parts
+
+
+def _usage_snippets(configs: Sequence[str], repo: str) -> list[str]:
+    base = "Qwen/Qwen2.5-0.5B-Instruct"
+    lines = []
+    if "dpo" in configs:
+        lines.append(f"hfpref train --dataset {repo} --model {base}")
+        lines.append(f"trl dpo --dataset_name {repo} --dataset_config dpo --model_name_or_path {base}")
+    for method in ("kto", "sft"):
+        if method in configs:
+            lines.append(
+                f"hfpref train --dataset {repo} --model {base} --method {method} --config-name {method}"
+            )
+    return lines
+
+
+def _limitations(prov: Mapping[str, Any]) -> list[str]:
+    judge = prov.get("judge") or {}
+    generation = prov.get("generation") or {}
+    notes = []
+    judges = [m["id"] for m in judge.get("models", [])]
+    if judges:
+        notes.append(
+            "Scores come from LLM judges, not people. Judges make mistakes and have known biases "
+            "(position, length, style); nobody checked the labels by hand."
+        )
+        shared = sorted(set(judges) & {m["id"] for m in generation.get("models", [])})
+        if shared:
+            notes.append(
+                f"{', '.join(f'`{m}`' for m in shared)} both wrote and judged completions: expect self-preference."
+            )
+    truncated = (prov.get("usage") or {}).get("truncated")
+    if truncated:
+        notes.append(f"{truncated:,} completions stopped at the token limit (finish_reason `length`).")
+    if generation:
+        notes.append(
+            "Completions are model outputs: they can be wrong or unsafe, and the terms of the providers "
+            "of the models above may apply to them."
+        )
+    notes.extend(prov.get("limitations", []))
+    return notes
+
+
+def render_card(provenance: Mapping[str, Any], *, repo_id: str | None = None) -> DatasetCard:
+    """Render the card of a folder from its provenance (the content of ``hfpref.json``).
+
+    Reads ``configs`` (with ``splits`` row counts, ``columns`` and optional ``statistics``), ``default_config``,
+    ``license``, ``pretty_name``, ``tags``, ``summary`` and, when known, ``source`` (imported data: a
+    dict shown as a list), ``generation``, ``judge``, ``curate``, ``input``, ``usage`` and ``limitations``
+    (a list of notes). ``repo_id`` fills the usage snippets.
+    """
+    from huggingface_hub import DatasetCard, DatasetCardData
+
+    configs: Mapping[str, Mapping[str, Any]] = provenance["configs"]
+    default = provenance.get("default_config") or next(iter(configs))
+    splits = {name: list(info["splits"]) for name, info in configs.items()}
+    license_ = provenance.get("license")
+    tags = list(
+        dict.fromkeys(
+            ["hfpref", *provenance.get("tags", []), *(CONFIG_TAGS[c] for c in configs if c in CONFIG_TAGS)]
+        )
+    )
+    largest = max(sum(info["splits"].values()) for info in configs.values())
+    card_data = DatasetCardData(
+        license=license_ or NO_LICENSE,
+        pretty_name=provenance.get("pretty_name"),
+        size_categories=[size_category(largest)],
+        task_categories=["text-generation"],
+        tags=tags,
+        configs=card_configs(splits, default),
+    )
+    generation = provenance.get("generation") or {}
+    judge = provenance.get("judge") or {}
+    usage = provenance.get("usage")
+    context = {
+        "title": provenance.get("pretty_name") or "Preference dataset",
+        "summary": provenance.get("summary") or _summary(provenance),
+        "repo": repo_id or REPO_PLACEHOLDER,
+        "default_config": default,
+        "configs": _config_rows(configs),
+        "snippets": _usage_snippets(list(configs), repo_id or REPO_PLACEHOLDER),
+        "generation": _section(generation, ("n", "temperature", "top_p", "max_tokens", "seed")),
+        "judge": _section(judge, ("mode", "aggregate", "scale", "swap")),
+        "curate": provenance.get("curate"),
+        "input_summary": _input_summary(provenance.get("input")),
+        "judge_stats": _judge_stats(provenance.get("input"), judge.get("statistics")),
+        "usage": {
+            "prompt_tokens": f"{usage.get('prompt_tokens', 0):,}",
+            "completion_tokens": f"{usage.get('completion_tokens', 0):,}",
+            "cost": _cost(usage),
+        }
+        if usage
+        else None,
+        "source": list((provenance.get("source") or {}).items()),
+        "limitations": _limitations(provenance),
+        "license_text": _license_text(license_, bool(generation or judge), bool(provenance.get("source"))),
+    }
+    return DatasetCard.from_template(card_data, template_path=str(templates_dir() / TEMPLATE), **context)
+
+
+def merge_card(remote: DatasetCard, ours: DatasetCard, *, keep_remote_license: bool) -> DatasetCard:
+    """Our card with the YAML keys the remote card has and ours lacks kept.
+
+    Ours win for every key we write, except: ``tags`` are united; remote ``configs`` entries for configs
+    we do not write are kept (without ``default``); the remote license is kept when
+    ``keep_remote_license`` (we wrote ``other`` only because none was given).
+    """
+    from huggingface_hub import DatasetCard, DatasetCardData
+
+    data = remote.data.to_dict()
+    for key, value in ours.data.to_dict().items():
+        if key == "configs":
+            names = {entry["config_name"] for entry in value}
+            kept = [
+                {k: v for k, v in entry.items() if k != "default"}
+                for entry in data.get("configs", [])
+                if entry.get("config_name") not in names
+            ]
+            value = value + kept
+        elif key == "tags":
+            value = list(dict.fromkeys([*value, *data.get("tags", [])]))
+        elif key == "license" and keep_remote_license and data.get("license"):
+            continue
+        data[key] = value
+    merged = DatasetCard(str(ours))
+    merged.data = DatasetCardData(**data)
+    return merged
+
+
+def check_license(license_: str | None) -> str | None:
+    """A license id is one token (``apache-2.0``, ``cc-by-4.0``); None means none was given."""
+    if license_ is not None and (not license_.strip() or any(ch.isspace() for ch in license_.strip())):
+        raise ConfigError(f"license: expected a license id such as apache-2.0 or cc-by-4.0, got {license_!r}")
+    return license_.strip() if license_ else None

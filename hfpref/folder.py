@@ -1,0 +1,200 @@
+"""The dataset folder, which is the Hub repo: ``CONFIG/SPLIT-0000i-of-0000N.parquet``, ``README.md``, ``hfpref.json``.
+
+:func:`write_folder` is the one writer: ``hfpref curate`` and every ``builder_scripts/`` importer call it
+with their own configs and provenance. :func:`folder_configs` and :func:`read_provenance` read a folder
+back (export, validate, push).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import re
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from hfpref import __version__
+from hfpref.card import check_license, render_card
+from hfpref.errors import InputError, redact
+
+if TYPE_CHECKING:
+    from datasets import DatasetDict
+
+PROVENANCE_FILE = "hfpref.json"
+CARD_FILE = "README.md"
+CONFIG_NAME = re.compile(r"^[A-Za-z0-9][\w-]*$")
+SPLIT_NAME = re.compile(r"^\w+$")
+SHARD_FILE = re.compile(r"^\w+-\d{5}-of-\d{5}\.parquet$")
+SECRET_KEYS = {"api_key", "token", "hf_token", "authorization", "password", "secret"}
+
+
+def _scrub(value: Any) -> Any:
+    """Drop secret-named keys and redact registered secrets anywhere in a JSON-like value."""
+    if isinstance(value, Mapping):
+        return {str(k): _scrub(v) for k, v in value.items() if str(k).lower() not in SECRET_KEYS}
+    if isinstance(value, list | tuple):
+        return [_scrub(v) for v in value]
+    if isinstance(value, str):
+        return redact(value)
+    return value
+
+
+def prompt_key(prompt: str | list[dict[str, Any]]) -> str:
+    """The key that groups rows by prompt: the text itself, or the messages as canonical JSON."""
+    return prompt if isinstance(prompt, str) else orjson.dumps(prompt, option=orjson.OPT_SORT_KEYS).decode()
+
+
+def assign_test(keys: list[str], test_size: float, seed: int) -> set[str]:
+    """The prompt keys of the test split: ``ceil(test_size × prompts)`` of them, at least one, never all."""
+    unique = list(dict.fromkeys(keys))
+    if test_size <= 0 or len(unique) < 2:
+        return set()
+    n_test = min(len(unique) - 1, max(1, math.ceil(test_size * len(unique))))
+    ranked = sorted(unique, key=lambda k: hashlib.blake2b(f"{seed}\0{k}".encode(), digest_size=8).digest())
+    return set(ranked[:n_test])
+
+
+def read_provenance(folder: str | Path) -> dict[str, Any] | None:
+    """The ``hfpref.json`` of ``folder``; None when there is none."""
+    path = Path(folder) / PROVENANCE_FILE
+    if not path.is_file():
+        return None
+    try:
+        return orjson.loads(path.read_bytes())
+    except orjson.JSONDecodeError as exc:
+        raise InputError(f"{path}: not valid JSON ({exc})") from None
+
+
+def _clear_old_shards(folder: Path, names: set[str]) -> None:
+    for name in names:
+        directory = folder / name
+        if not directory.is_dir():
+            continue
+        for path in directory.iterdir():
+            if path.is_file() and SHARD_FILE.match(path.name):
+                path.unlink()
+        if not any(directory.iterdir()):
+            directory.rmdir()
+
+
+def _prepare(folder: Path, names: set[str]) -> None:
+    """Refuse a non-empty folder that hfpref did not write; else clear the shards it wrote before."""
+    if folder.exists() and not folder.is_dir():
+        raise InputError(f"{folder}: exists and is not a folder")
+    if not folder.exists():
+        folder.mkdir(parents=True)
+        return
+    old = read_provenance(folder)
+    if old is None:
+        if any(folder.iterdir()):
+            raise InputError(f"{folder}: not empty and not an hfpref dataset folder (no {PROVENANCE_FILE})")
+        return
+    _clear_old_shards(folder, names | set(old.get("configs", {})))
+
+
+@contextmanager
+def _quiet() -> Iterator[None]:
+    """No datasets progress bar for each shard written (the caller reports what it wrote)."""
+    import datasets
+
+    was_disabled = datasets.are_progress_bars_disabled()
+    datasets.disable_progress_bars()
+    try:
+        yield
+    finally:
+        if not was_disabled:
+            datasets.enable_progress_bars()
+
+
+def _num_shards(nbytes: int, max_shard_size: int | str) -> int:
+    from datasets.utils.py_utils import convert_file_size_to_int
+
+    return max(1, math.ceil(nbytes / convert_file_size_to_int(max_shard_size)))
+
+
+def write_folder(
+    folder: str | Path,
+    configs: Mapping[str, DatasetDict],
+    *,
+    provenance: Mapping[str, Any] | None = None,
+    license: str | None = None,
+    pretty_name: str | None = None,
+    tags: Sequence[str] = (),
+    repo_id: str | None = None,
+    default_config: str | None = None,
+    max_shard_size: int | str = "500MB",
+) -> Path:
+    """Write ``configs`` (config name → ``DatasetDict`` of splits) as a Hub dataset folder and return its path.
+
+    Each split becomes ``CONFIG/SPLIT-0000i-of-0000N.parquet`` shards of at most ``max_shard_size``
+    (in-memory Arrow size, as ``datasets.push_to_hub`` estimates it). ``provenance`` (models, prompts,
+    parameters, statistics: see :func:`hfpref.card.render_card`) is written, without secrets, to
+    ``hfpref.json``; the card ``README.md`` is rendered from it. ``license`` None writes ``other`` and
+    claims no rights. ``default_config`` defaults to ``dpo`` when written, else the first config.
+    Rewriting a folder hfpref wrote replaces its shards; any other non-empty folder is refused.
+    """
+    folder = Path(folder)
+    if not configs:
+        raise InputError("write_folder: no configs to write")
+    for name, dd in configs.items():
+        if not CONFIG_NAME.match(name):
+            raise InputError(f"config name {name!r}: use letters, digits, '_' and '-'")
+        bad = [s for s in dd if not SPLIT_NAME.match(s)]
+        if bad or not dd:
+            raise InputError(f"config {name}: split names must be letters, digits or '_', got {list(dd)}")
+    default = default_config or ("dpo" if "dpo" in configs else next(iter(configs)))
+    if default not in configs:
+        raise InputError(f"default_config {default!r} is not one of the configs {list(configs)}")
+    _prepare(folder, set(configs))
+
+    prov: dict[str, Any] = {"hfpref_version": __version__}
+    prov.update(_scrub(dict(provenance or {})))
+    prov["pretty_name"] = pretty_name or prov.get("pretty_name") or folder.resolve().name
+    prov["license"] = check_license(license)
+    prov["tags"] = list(dict.fromkeys([*prov.get("tags", []), *tags]))
+    prov["default_config"] = default
+    described = prov.get("configs", {})
+    prov["configs"] = {}
+    for name, dd in configs.items():
+        (folder / name).mkdir(exist_ok=True)
+        for split, ds in dd.items():
+            n = _num_shards(ds.data.nbytes, max_shard_size)
+            for index in range(n):
+                shard = ds.shard(num_shards=n, index=index, contiguous=True)
+                with _quiet():
+                    shard.to_parquet(str(folder / name / f"{split}-{index:05d}-of-{n:05d}.parquet"))
+        first = next(iter(dd.values()))
+        splits = {split: ds.num_rows for split, ds in dd.items()}
+        prov["configs"][name] = {**described.get(name, {}), "splits": splits, "columns": first.column_names}
+    (folder / PROVENANCE_FILE).write_bytes(orjson.dumps(prov, option=orjson.OPT_INDENT_2) + b"\n")
+    render_card(prov, repo_id=repo_id).save(folder / CARD_FILE)
+    return folder
+
+
+def folder_configs(folder: str | Path) -> dict[str, dict[str, list[Path]]]:
+    """Config → split → parquet files of a folder, as its card's ``configs:`` YAML declares them."""
+    from huggingface_hub import DatasetCard
+
+    folder = Path(folder)
+    card_path = folder / CARD_FILE
+    if not card_path.is_file():
+        raise InputError(f"{folder}: no {CARD_FILE}; not a dataset folder (write one with hfpref curate)")
+    entries = DatasetCard.load(card_path).data.to_dict().get("configs") or []
+    if not entries:
+        raise InputError(f"{card_path}: its YAML has no `configs:` list")
+    found: dict[str, dict[str, list[Path]]] = {}
+    for entry in entries:
+        files = entry.get("data_files") or []
+        if isinstance(files, str):
+            files = [{"split": "train", "path": files}]
+        splits: dict[str, list[Path]] = {}
+        for item in files:
+            item = {"split": "train", "path": item} if isinstance(item, str) else item
+            patterns = item["path"] if isinstance(item["path"], list) else [item["path"]]
+            splits[item["split"]] = sorted(p for pattern in patterns for p in folder.glob(pattern))
+        found[entry["config_name"]] = splits
+    return found

@@ -1,0 +1,231 @@
+"""Dataset cards: golden renderings, license and cost honesty, card merging, template lookup.
+
+After a deliberate change to the template, rewrite the golden files and review their diff:
+``python -c "from tests.test_card import write_goldens; write_goldens()"``.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+from huggingface_hub import DatasetCard
+
+from hfpref.card import REPO_PLACEHOLDER, merge_card, render_card, size_category, templates_dir
+
+GOLDEN = Path(__file__).parent / "golden"
+ROOT = Path(__file__).parent.parent
+
+FULL: dict[str, Any] = {
+    "hfpref_version": "0.1.0",
+    "pretty_name": "Math preferences",
+    "license": "apache-2.0",
+    "tags": ["synthetic", "math"],
+    "default_config": "dpo",
+    "generation": {
+        "models": [{"id": "deepseek/deepseek-r1", "weight": 2}, {"id": "openai/gpt-4o", "weight": 1}],
+        "n": 4,
+        "temperature": 0.8,
+        "top_p": None,
+        "max_tokens": 1024,
+        "seed": 0,
+        "system_prompt": "Think step by step.",
+    },
+    "judge": {
+        "models": [{"id": "openai/gpt-4o"}],
+        "mode": "pointwise",
+        "prompt": "correctness",
+        "swap": True,
+        "scale": 10,
+        "aggregate": "mean",
+        "statistics": {
+            "calls": 4815,
+            "parse_failure_rate": 0.0125,
+            "score_histogram": {"0.0-0.5": 1900, "0.5-1.0": 2885},
+            "position_inconsistency_rate": None,
+            "cost_usd": 1.2345678,
+        },
+    },
+    "curate": {
+        "formats": ["dpo", "sft"],
+        "strategy": "stratified",
+        "min_margin": 0.1,
+        "threshold": 0.7,
+        "high": 0.7,
+        "low": 0.3,
+        "test_size": 0.1,
+        "seed": 0,
+        "style": "conversational",
+        "step_threshold": 0.5,
+    },
+    "input": {
+        "rows": 1200,
+        "prompts": 1200,
+        "completions": 4800,
+        "max_completions": 4,
+        "null_completions": 12,
+        "null_scores": 3,
+        "mean_score": 0.61234,
+        "score_std": 0.2,
+        "tied_rows": 40,
+    },
+    "usage": {
+        "prompt_tokens": 480000,
+        "completion_tokens": 2400000,
+        "truncated": 7,
+        "failed": 12,
+        "cost_usd": 12.5,
+    },
+    "configs": {
+        "dpo": {
+            "statistics": {
+                "rows": 1000,
+                "prompts": 1000,
+                "mean_score_chosen": 0.9,
+                "mean_score_rejected": 0.1,
+                "mean_margin": 0.8,
+                "dropped": {"all usable completions tie": 40, "no completion scored <= low": 160},
+            },
+            "splits": {"train": 900, "test": 100},
+            "columns": [
+                "prompt",
+                "chosen",
+                "rejected",
+                "score_chosen",
+                "score_rejected",
+                "margin",
+                "chosen_model",
+            ],
+        },
+        "sft": {
+            "statistics": {"rows": 2000, "prompts": 950, "mean_score": 0.85, "dropped": {}},
+            "splits": {"train": 1800, "test": 200},
+            "columns": ["prompt", "completion", "score", "model"],
+        },
+    },
+}
+
+IMPORTED: dict[str, Any] = {
+    "pretty_name": "HelpSteer3 preferences",
+    "license": None,
+    "summary": "HelpSteer3's human preference pairs, as DPO pairs.",
+    "tags": [],
+    "source": {"dataset": "nvidia/HelpSteer3", "conversion": "overall_preference sign → chosen/rejected"},
+    "limitations": ["Preferences are from human annotators; see the source dataset's card."],
+    "default_config": "dpo",
+    "configs": {
+        "dpo": {"splits": {"train": 38000, "test": 2000}, "columns": ["prompt", "chosen", "rejected"]}
+    },
+}
+
+
+CASES = [("full", FULL, "alice/math-prefs"), ("imported", IMPORTED, None)]
+
+
+def write_goldens() -> None:
+    for name, provenance, repo_id in CASES:
+        (GOLDEN / f"{name}_card.md").write_text(
+            str(render_card(provenance, repo_id=repo_id)), encoding="utf-8"
+        )
+
+
+@pytest.mark.parametrize(("name", "provenance", "repo_id"), CASES)
+def test_golden_cards(name: str, provenance: dict[str, Any], repo_id: str | None) -> None:
+    rendered = str(render_card(provenance, repo_id=repo_id))
+    assert rendered == (GOLDEN / f"{name}_card.md").read_text(encoding="utf-8")
+
+
+def test_unknown_cost_is_never_zero_and_unknown_sections_are_left_out() -> None:
+    provenance = copy.deepcopy(FULL)
+    provenance["usage"]["cost_usd"] = None
+    text = render_card(provenance).text
+    assert "- Generation cost: unknown" in text and "$0" not in text
+    imported = render_card(IMPORTED).text
+    for absent in ("### Generation", "### Judging", "### Curation", "tokens and cost", "Judge statistics"):
+        assert absent not in imported
+
+
+def test_no_license_claims_no_rights() -> None:
+    card = render_card(IMPORTED)
+    assert card.data.license == "other"
+    assert "claim no rights" in card.text
+    assert render_card(FULL).data.license == "apache-2.0"
+
+
+def test_placeholder_repo_until_known() -> None:
+    assert f'load_dataset("{REPO_PLACEHOLDER}", "dpo")' in render_card(IMPORTED).text
+    assert 'load_dataset("alice/x", "dpo")' in render_card(IMPORTED, repo_id="alice/x").text
+
+
+def test_size_categories() -> None:
+    assert [size_category(n) for n in (0, 999, 1000, 99_999, 2_000_000)] == [
+        "n<1K",
+        "n<1K",
+        "1K<n<10K",
+        "10K<n<100K",
+        "1M<n<10M",
+    ]
+
+
+REMOTE = """---
+license: mit
+language:
+- en
+my_key: kept
+tags:
+- mine
+configs:
+- config_name: extra
+  data_files: extra/*.parquet
+  default: true
+- config_name: dpo
+  data_files: old/*.parquet
+---
+
+# Someone's edited card
+"""
+
+
+@pytest.mark.parametrize("keep_remote_license", [True, False])
+def test_merge_keeps_remote_keys_and_updates_ours(keep_remote_license: bool) -> None:
+    ours = render_card(FULL)
+    merged = merge_card(DatasetCard(REMOTE), ours, keep_remote_license=keep_remote_license)
+    data = merged.data.to_dict()
+    assert data["language"] == ["en"] and data["my_key"] == "kept"
+    assert data["tags"] == [*ours.data.tags, "mine"]
+    names = [(c["config_name"], c.get("default", False)) for c in data["configs"]]
+    assert names == [("dpo", True), ("sft", False), ("extra", False)]  # ours replace dpo; one default
+    assert data["configs"][0]["data_files"][0]["path"] == "dpo/train-*"
+    assert data["license"] == ("mit" if keep_remote_license else "apache-2.0")
+    assert merged.text == ours.text
+
+
+def test_templates_found_in_the_source_tree() -> None:
+    assert templates_dir() == ROOT / "cards"
+
+
+def test_templates_found_in_an_installed_wheel(tmp_path: Path) -> None:
+    subprocess.run(
+        [sys.executable, "-m", "hatchling", "build", "-t", "wheel", "-d", str(tmp_path / "dist")],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+    )
+    (wheel,) = (tmp_path / "dist").glob("hfpref-*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        archive.extractall(tmp_path / "site")
+    code = (
+        "import hfpref.card as c; print(c.templates_dir()); "
+        "print(c.render_card({'configs': {'dpo': {'splits': {'train': 1}}}}).data.license)"
+    )
+    env = {**os.environ, "PYTHONPATH": str(tmp_path / "site")}
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, env=env, check=True, capture_output=True, text=True
+    )
+    assert out.stdout.split() == [str(tmp_path / "site" / "hfpref" / "cards"), "other"]

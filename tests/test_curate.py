@@ -1,0 +1,488 @@
+"""curate(): pairing strategies, thresholds, step configs, grouped splits, styles, the folder, the CLI."""
+
+from __future__ import annotations
+
+import random
+import sys
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from datasets import Dataset, load_dataset
+
+from hfpref.cli import main
+from hfpref.config import CurateConfig
+from hfpref.curate import curate
+from hfpref.errors import ConfigError, InputError, register_secret
+from hfpref.folder import assign_test, write_folder
+from hfpref.io import load_rows, save_rows
+
+ALL = "dpo,sft,kto,grpo,step_dpo,stepwise"
+
+
+def row(
+    prompt: Any, completions: list[str | None], scores: list[float | None], **extra: Any
+) -> dict[str, Any]:
+    models = [f"m{j % 2}" for j in range(len(completions))]
+    return {
+        "prompt": prompt,
+        "completions": completions,
+        "completion_models": models,
+        "scores": scores,
+        **extra,
+    }
+
+
+def messages(question: str) -> list[dict[str, str]]:
+    return [{"role": "system", "content": "Be brief."}, {"role": "user", "content": question}]
+
+
+def pairs(result: Any, split: str = "train") -> list[tuple[str, str]]:
+    data = result["dpo"][split]
+    return list(zip(data["chosen"], data["rejected"], strict=True))
+
+
+def test_best_worst_skips_nulls_and_ties_and_records_why() -> None:
+    rows = [
+        row("q1", ["good", "bad", None, "ok"], [0.9, 0.1, 1.0, None]),  # null text, null score never used
+        row("q2", ["a", "b"], [0.5, 0.5]),  # tie
+        row("q3", ["only", None], [0.8, 0.1]),  # one usable completion
+    ]
+    result = curate(rows, test_size=0, formats="dpo")
+    train = result["dpo"]["train"]
+    assert train[:] == {
+        "prompt": ["q1"],
+        "chosen": ["good"],
+        "rejected": ["bad"],
+        "score_chosen": [0.9],
+        "score_rejected": [0.1],
+        "margin": [0.8],
+        "chosen_model": ["m0"],
+        "rejected_model": ["m1"],
+    }
+    assert result.statistics["dpo"]["dropped"] == {
+        "all usable completions tie": 1,
+        "fewer than 2 usable completions": 1,
+    }
+    assert result.provenance["input"]["null_completions"] == 2
+    assert result.provenance["input"]["null_scores"] == 1
+
+
+def test_all_pairs_never_pairs_ties_or_identical_texts() -> None:
+    rows = [row("q", ["a", "b", "c", "a"], [0.9, 0.9, 0.2, 0.1])]  # the second "a" is a duplicate: ignored
+    result = curate(rows, test_size=0, formats="dpo", strategy="all_pairs")
+    assert sorted(pairs(result)) == [("a", "c"), ("b", "c")]
+
+
+def test_min_margin_keeps_pairs_at_the_margin_despite_float_error() -> None:
+    rows = [row("q1", ["x", "y"], [0.7, 0.4]), row("q2", ["x", "y"], [0.7, 0.45])]
+    result = curate(rows, test_size=0, formats="dpo", min_margin=0.3)
+    assert result["dpo"]["train"]["prompt"] == ["q1"]  # 0.7 - 0.4 = 0.29999999999999993 still counts
+    assert result.statistics["dpo"]["dropped"] == {"margin below min_margin": 1}
+
+
+def test_stratified_pairs_high_with_low_one_to_one() -> None:
+    rows = [
+        row("q1", ["h1", "h2", "mid", "l1", "l2"], [1.0, 0.8, 0.5, 0.3, 0.0]),
+        row("q2", ["h", "mid"], [0.9, 0.5]),
+    ]
+    result = curate(rows, test_size=0, formats="dpo", strategy="stratified", high=0.8, low=0.3)
+    assert pairs(result) == [("h1", "l2"), ("h2", "l1")]  # best with worst first; "mid" never used
+    assert result.statistics["dpo"]["dropped"] == {"no completion scored <= low": 1}
+
+
+def test_sft_kto_grpo_thresholds() -> None:
+    rows = [row("q1", ["a", "b", None, "c"], [0.9, 0.6, 0.5, None]), row("q2", ["d"], [0.2])]
+    result = curate(rows, test_size=0, formats="sft,kto,grpo", threshold=0.6)
+    assert result["sft"]["train"][:] == {
+        "prompt": ["q1", "q1"],
+        "completion": ["a", "b"],
+        "score": [0.9, 0.6],
+        "model": ["m0", "m1"],
+    }
+    assert result["kto"]["train"]["label"] == [True, True, False]
+    assert result["kto"]["train"]["completion"] == ["a", "b", "d"]
+    assert result["grpo"]["train"][:] == {
+        "prompt": ["q1", "q2"],
+        "completions": [["a", "b"], ["d"]],
+        "scores": [[0.9, 0.6], [0.2]],
+    }
+    assert result.statistics["sft"]["dropped"] == {"no completion scored >= threshold": 1}
+
+
+def test_step_configs_pair_the_first_wrong_step_with_a_correct_one_after_the_same_prefix() -> None:
+    question = messages("2+2?")
+    rows = [
+        row(
+            question,
+            ["Add.\n\nIt is 4.\n\nDone.", "Add.\n\nIt is 5.\n\nDone.", "Guess.\n\n4", "Add.\n\nIt is 4."],
+            [1.0, 0.0, 0.5, 0.9],
+            step_scores=[[0.9, 0.9, 0.9], [0.9, 0.1, 0.2], [0.2, 0.8], [0.9, 0.7]],
+        ),
+        row(messages("no wrong step"), ["fine"], [1.0], step_scores=[[0.9]]),
+        row(messages("mismatched"), ["one\n\ntwo"], [1.0], step_scores=[[0.9]]),  # 2 steps, 1 score: skipped
+    ]
+    result = curate(rows, test_size=0, formats="step_dpo,stepwise", style="conversational")
+    step_dpo = result["step_dpo"]["train"]
+    assert step_dpo[:] == {
+        "prompt": ["Be brief.\n\n2+2?\n\nAdd.\n\n", "Be brief.\n\n2+2?\n\n"],
+        "chosen": ["It is 4.", "Add."],  # the fully correct completion wins over the 0.9/0.7 one
+        "rejected": ["It is 5.", "Guess."],
+        "step_index": [1, 0],
+    }
+    assert result.statistics["step_dpo"]["dropped"] == {
+        "no wrong step": 1,
+        "no completion with matching step_scores": 1,
+    }
+    stepwise = result["stepwise"]["train"]
+    assert stepwise["completions"][1] == ["Add.", "It is 5.", "Done."]
+    assert stepwise["labels"][1] == [True, False, False]
+    assert stepwise["prompt"][0] == "Be brief.\n\n2+2?"  # step configs are strings in both styles
+
+
+def test_steps_column_overrides_splitting() -> None:
+    rows = [
+        row(
+            "q",
+            ["s1 s2", "s1 t2"],
+            [1.0, 0.0],
+            step_scores=[[0.9, 0.9], [0.9, 0.1]],
+            steps=[["s1", "s2"], ["s1", "t2"]],
+        )
+    ]
+    result = curate(rows, test_size=0, formats="step_dpo")
+    assert result["step_dpo"]["train"][:] == {
+        "prompt": ["q\n\ns1\n\n"],
+        "chosen": ["s2"],
+        "rejected": ["t2"],
+        "step_index": [1],
+    }
+
+
+def test_step_formats_need_step_scores() -> None:
+    with pytest.raises(InputError, match="step_scores"):
+        curate([row("q", ["a", "b"], [1.0, 0.0])], formats="dpo,step_dpo")
+
+
+def many_rows(n: int, seed: int = 1) -> list[dict[str, Any]]:
+    rng = random.Random(seed)
+    return [
+        row(f"prompt {i % (n // 2)}", ["a", "b", "c"], [rng.random() for _ in range(3)]) for i in range(n)
+    ]
+
+
+def test_split_is_grouped_by_prompt_deterministic_and_order_independent() -> None:
+    rows = many_rows(200)  # every prompt appears twice
+    first = curate(rows, test_size=0.2, seed=3, formats="dpo,kto")
+    again = curate(list(reversed(rows)), test_size=0.2, seed=3, formats="dpo,kto")
+    other = curate(rows, test_size=0.2, seed=4, formats="dpo,kto")
+    test_prompts = set(first["dpo"]["test"]["prompt"])
+    assert len(test_prompts) == 20  # ceil(0.2 × 100 prompts)
+    assert not test_prompts & set(first["dpo"]["train"]["prompt"])
+    assert not test_prompts & set(first["kto"]["train"]["prompt"])  # one split for every config
+    assert set(first["kto"]["test"]["prompt"]) == test_prompts
+    assert set(again["dpo"]["test"]["prompt"]) == test_prompts
+    assert set(other["dpo"]["test"]["prompt"]) != test_prompts
+
+
+def test_assign_test_bounds() -> None:
+    assert assign_test(["a", "b", "c"], 0.0, 0) == set()
+    assert assign_test(["a", "a"], 0.5, 0) == set()  # one prompt: never all in test
+    assert len(assign_test(["a", "b", "c"], 0.01, 0)) == 1  # at least one
+    assert len(assign_test(["a", "b", "c"], 0.99, 0)) == 2  # never all
+
+
+def test_test_size_zero_writes_train_only() -> None:
+    assert set(curate(many_rows(20), test_size=0, formats="dpo")["dpo"]) == {"train"}
+
+
+def test_styles() -> None:
+    rows = [row(messages("Sky?"), ["blue", "green"], [0.9, 0.1])]
+    conversational = curate(rows, test_size=0, formats="dpo,grpo")
+    dpo = conversational["dpo"]["train"][0]
+    assert dpo["prompt"] == messages("Sky?")
+    assert dpo["chosen"] == [{"role": "assistant", "content": "blue"}]
+    assert conversational["grpo"]["train"][0]["completions"][1] == [{"role": "assistant", "content": "green"}]
+    standard = curate(rows, test_size=0, formats="dpo", style="standard")["dpo"]["train"][0]
+    assert (standard["prompt"], standard["chosen"], standard["rejected"]) == (
+        "Be brief.\n\nSky?",
+        "blue",
+        "green",
+    )
+    plain = curate([row("Sky?", ["blue", "green"], [0.9, 0.1])], test_size=0, formats="dpo")["dpo"]["train"][
+        0
+    ]
+    assert (plain["prompt"], plain["chosen"]) == ("Sky?", "blue")  # string prompts stay strings
+
+
+def test_the_spec_call_works_after_the_module_is_imported(tmp_path: Path) -> None:
+    import hfpref
+    import hfpref.curate  # the submodule import rebinds the package attribute
+
+    repo = hfpref.curate(Dataset.from_list(many_rows(10)), str(tmp_path / "my-prefs"))
+    assert set(repo) == {"dpo", "sft", "kto", "grpo"}
+    assert (tmp_path / "my-prefs" / "dpo" / "train-00000-of-00001.parquet").is_file()
+
+
+def test_every_config_loads_from_the_folder(tmp_path: Path) -> None:
+    rows = [
+        row(
+            messages(f"q{i}"),
+            ["Step.\n\nRight.", "Step.\n\nWrong."],
+            [0.9, 0.1],
+            step_scores=[[0.9, 0.9], [0.9, 0.1]],
+        )
+        for i in range(10)
+    ]
+    result = curate(Dataset.from_list(rows), tmp_path / "prefs", formats=ALL, test_size=0.2)
+    for name, expected in result.items():
+        loaded = load_dataset(str(tmp_path / "prefs"), name)
+        assert set(loaded) == {"train", "test"}
+        for split in ("train", "test"):
+            assert loaded[split].to_list() == expected[split].to_list(), (name, split)
+    default = load_dataset(str(tmp_path / "prefs"), split="train")
+    assert default.column_names == result["dpo"]["train"].column_names
+    provenance = orjson.loads((tmp_path / "prefs" / "hfpref.json").read_bytes())
+    assert provenance["configs"]["dpo"]["splits"] == {"train": 8, "test": 2}
+    assert provenance["configs"]["dpo"]["statistics"]["mean_margin"] == 0.8
+    assert provenance["generation"] == {
+        "models": [{"id": "m0", "completions": 10}, {"id": "m1", "completions": 10}],
+        "n": 2,
+        "inferred": True,
+    }
+
+
+def test_default_config_is_the_first_without_dpo(tmp_path: Path) -> None:
+    curate(many_rows(10), tmp_path / "out", formats="kto,sft", test_size=0)
+    assert "label" in load_dataset(str(tmp_path / "out"), split="train").column_names
+
+
+def test_large_configs_are_sharded(tmp_path: Path) -> None:
+    configs = curate(many_rows(400), test_size=0, formats="kto")
+    write_folder(tmp_path / "out", configs, provenance={}, max_shard_size=4_000)
+    shards = sorted(p.name for p in (tmp_path / "out" / "kto").iterdir())
+    assert len(shards) > 2
+    assert shards[0] == f"train-00000-of-{len(shards):05d}.parquet"
+    assert (
+        load_dataset(str(tmp_path / "out"), "kto", split="train").to_list()
+        == configs["kto"]["train"].to_list()
+    )
+    write_folder(tmp_path / "out", configs, provenance={})  # rewriting replaces the old shards
+    assert sorted(p.name for p in (tmp_path / "out" / "kto").iterdir()) == ["train-00000-of-00001.parquet"]
+
+
+def test_refuses_a_foreign_non_empty_folder(tmp_path: Path) -> None:
+    (tmp_path / "notes.txt").write_text("mine")
+    with pytest.raises(InputError, match="not an hfpref dataset folder"):
+        curate(many_rows(10), tmp_path, formats="dpo")
+    assert (tmp_path / "notes.txt").read_text() == "mine"
+
+
+def test_provenance_keeps_usage_unknown_cost_and_no_secrets(tmp_path: Path) -> None:
+    secret = "sk-test-0123456789abcdef"
+    register_secret(secret)
+    rows = [
+        row(
+            "q",
+            ["a", "b"],
+            [0.9, 0.1],
+            generation=[
+                {
+                    "finish_reason": "stop",
+                    "prompt_tokens": 10,
+                    "completion_tokens": 5,
+                    "cost": 0.001,
+                    "error": None,
+                },
+                {
+                    "finish_reason": "length",
+                    "prompt_tokens": 10,
+                    "completion_tokens": 7,
+                    "cost": None,
+                    "error": None,
+                },
+            ],
+        )
+    ]
+    provenance = {"judge": {"models": [{"id": "j"}], "api_key": secret, "prompt": f"uses {secret}"}}
+    curate(rows, tmp_path / "out", formats="dpo", provenance=provenance, test_size=0)
+    text = (tmp_path / "out" / "hfpref.json").read_text() + (tmp_path / "out" / "README.md").read_text()
+    assert secret not in text
+    saved = orjson.loads((tmp_path / "out" / "hfpref.json").read_bytes())
+    assert "api_key" not in saved["judge"]
+    assert saved["usage"] == {
+        "prompt_tokens": 20,
+        "completion_tokens": 12,
+        "truncated": 1,
+        "failed": 0,
+        "cost_usd": None,
+    }
+    assert "- Generation cost: unknown" in (tmp_path / "out" / "README.md").read_text()
+
+
+def test_failed_requests_cost_nothing_and_known_costs_add_up() -> None:
+    ok = {"finish_reason": "stop", "prompt_tokens": 10, "completion_tokens": 5, "cost": 0.25, "error": None}
+    failed = {
+        "finish_reason": None,
+        "prompt_tokens": None,
+        "completion_tokens": None,
+        "cost": None,
+        "error": "HTTP 500",
+    }
+    rows = [
+        row("q", ["a", None], [0.9, None], generation=[ok, failed]),
+        row("r", ["b", "c"], [0.9, 0.1], generation=[ok, ok]),
+    ]
+    usage = curate(rows, formats="dpo", test_size=0).provenance["usage"]
+    assert usage == {
+        "prompt_tokens": 30,
+        "completion_tokens": 15,
+        "truncated": 0,
+        "failed": 1,
+        "cost_usd": 0.75,
+    }
+
+
+@pytest.mark.parametrize(
+    ("rows", "message"),
+    [
+        ([row("q", ["a", "b"], [0.9])], "row 0: scores has 1 entries, completions has 2"),
+        (
+            [row("q", ["a"], [0.9]), row("q", ["a"], [1.5])],
+            r"row 1: scores\[0\] = 1.5, expected a number in \[0, 1\] or null",
+        ),
+        ([row("  ", ["a"], [0.9])], "row 0: prompt is empty"),
+        ([{"prompt": "q", "completions": ["a"]}], "no `scores` column"),
+        ([{"text": "q", "completions": ["a"], "scores": [0.1]}], "no prompt column"),
+    ],
+)
+def test_bad_input_names_row_and_field(rows: list[dict[str, Any]], message: str) -> None:
+    with pytest.raises(InputError, match=message):
+        curate(rows)
+
+
+def test_bad_options() -> None:
+    with pytest.raises(ConfigError, match=r"curate.min_margin must be in \[0, 1\]"):
+        curate([row("q", ["a", "b"], [1.0, 0.0])], min_margin=2)
+    with pytest.raises(ConfigError, match="unknown option"):
+        curate([row("q", ["a", "b"], [1.0, 0.0])], margin=0.1)
+    with pytest.raises(InputError, match="no config has any rows"):
+        curate([row("q", ["a", "b"], [0.5, 0.5])], formats="dpo")
+
+
+def test_config_object_and_overrides_combine() -> None:
+    rows = [row("q", ["a", "b", "c"], [0.9, 0.5, 0.0])]
+    result = curate(
+        rows, None, CurateConfig(strategy="all_pairs", formats=["dpo"], test_size=0), min_margin=0.45
+    )
+    assert sorted(pairs(result)) == [("a", "c"), ("b", "c")]
+
+
+def run_cli(monkeypatch: pytest.MonkeyPatch, *args: str) -> int:
+    """Run ``hfpref ARGS`` in this process; the exit code (0 when main returns)."""
+    monkeypatch.setattr(sys, "argv", ["hfpref", *args])
+    try:
+        main()
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    return 0
+
+
+def test_cli_curate(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    source = tmp_path / "scored.jsonl"
+    source.write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in many_rows(40)))
+    code = run_cli(
+        monkeypatch,
+        "curate",
+        str(source),
+        "-o",
+        str(tmp_path / "out"),
+        "--formats",
+        "dpo,sft",
+        "--strategy",
+        "all_pairs",
+        "--license",
+        "cc-by-4.0",
+        "--test-size",
+        "0.25",
+    )
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "dpo: " in out and " train, " in out
+    card = (tmp_path / "out" / "README.md").read_text()
+    assert "license: cc-by-4.0" in card
+    assert set(load_dataset(str(tmp_path / "out"), "sft")) == {"train", "test"}
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "message"),
+    [
+        (["curate", "missing.jsonl", "-o", "out"], 2, "missing.jsonl: no such file or folder"),
+        (["curate", "data.txt", "-o", "out"], 2, "unknown file type '.txt'"),
+        (
+            ["curate", "data.jsonl", "-o", "out", "--min-margin", "2"],
+            2,
+            "curate.min_margin must be in [0, 1]",
+        ),
+        (["curate", "data.jsonl", "-o", "out", "--license", "my license"], 2, "expected a license id"),
+    ],
+)
+def test_cli_curate_errors_are_one_line(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    args: list[str],
+    code: int,
+    message: str,
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "data.txt").write_text("x")
+    (tmp_path / "data.jsonl").write_bytes(orjson.dumps(row("q", ["a", "b"], [1.0, 0.0])) + b"\n")
+    assert run_cli(monkeypatch, *args) == code
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("hfpref: error: ") and message in err
+
+
+@pytest.mark.parametrize("name", ["rows.jsonl", "rows.json", "rows.parquet", "saved"])
+def test_save_and_load_rows_round_trip(tmp_path: Path, name: str) -> None:
+    ds = Dataset.from_list(
+        [row(messages("q"), ["a", None], [0.5, None]), row(messages("r"), ["b", "c"], [1.0, 0.0])]
+    )
+    save_rows(ds, tmp_path / name)
+    assert load_rows(tmp_path / name).to_list() == ds.to_list()
+
+
+def test_csv_rows_are_flat(tmp_path: Path) -> None:
+    flat = Dataset.from_list([{"prompt": "q", "id": 1}])
+    save_rows(flat, tmp_path / "rows.csv")
+    assert load_rows(tmp_path / "rows.csv").to_list() == [{"prompt": "q", "id": 1}]
+    with pytest.raises(
+        InputError,
+        match=r"CSV cannot hold list/struct columns \['completions', 'completion_models', 'scores'\]",
+    ):
+        save_rows(Dataset.from_list([row("q", ["a"], [0.5])]), tmp_path / "nested.csv")
+
+
+@pytest.mark.parametrize(
+    ("setup", "message"),
+    [
+        (lambda p: p / "missing.jsonl", r"missing.jsonl: no such file or folder, and not a Hub dataset id"),
+        (lambda p: (p / "rows.xlsx").write_text("x") and p / "rows.xlsx", "unknown file type '.xlsx'"),
+        (
+            lambda p: (p / "bad.jsonl").write_text("{oops\n") and p / "bad.jsonl",
+            r"bad.jsonl: cannot read it as \.jsonl",
+        ),
+        (lambda p: p, "a folder, but not one written by save_to_disk"),
+    ],
+)
+def test_load_rows_errors(tmp_path: Path, setup: Any, message: str) -> None:
+    with pytest.raises(InputError, match=message):
+        load_rows(setup(tmp_path))
+
+
+def test_save_rows_refuses_unknown_types(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match=r"unknown file type '\.txt'"):
+        save_rows(Dataset.from_list([{"prompt": "q"}]), tmp_path / "rows.txt")

@@ -1,0 +1,164 @@
+"""push(): a round trip through the real huggingface_hub and datasets clients against a loopback Hub."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from hfpref.curate import curate
+from hfpref.errors import HubError, InputError
+from hfpref.hub import push
+from tests.hub_emulator import HubEmulator
+
+TOKEN = "hf_emulator_good_token"
+ROOT = Path(__file__).parent.parent
+
+
+@pytest.fixture(scope="module")
+def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HubEmulator]:
+    with HubEmulator(tmp_path_factory.mktemp("hub"), tokens={TOKEN}) as emulator:
+        yield emulator
+
+
+def scored_rows(n: int) -> list[dict[str, Any]]:
+    return [
+        {
+            "prompt": [{"role": "user", "content": f"question {i}"}],
+            "completions": [f"good answer {i}", f"bad answer {i}", None],
+            "completion_models": ["m/a", "m/b", "m/a"],
+            "scores": [0.9, 0.2, None],
+        }
+        for i in range(n)
+    ]
+
+
+def client(hub: HubEmulator, code: str, *, token: str = TOKEN) -> dict[str, Any]:
+    """Run ``code`` in a fresh Python talking to the emulator; it prints one JSON value as its last line."""
+    env = {**os.environ, **hub.env(token), "HF_DATASETS_DISABLE_PROGRESS_BARS": "1"}
+    done = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+ROUND_TRIP = """
+    import json
+    from datasets import load_dataset
+    import hfpref, hfpref.io
+    folder, repo = {folder!r}, {repo!r}
+    url = hfpref.push(folder, repo)
+    same = {{}}
+    for config in {configs!r}:
+        remote, local = load_dataset(repo, config), load_dataset(folder, config)
+        same[config] = {{split: remote[split].to_list() == local[split].to_list() for split in local}}
+        same[config]["splits"] = sorted(remote) == sorted(local)
+    local_default = load_dataset(folder, "dpo", split="train").to_list()
+    same["default"] = load_dataset(repo, split="train").to_list() == local_default
+    same["load_rows"] = hfpref.io.load_rows(repo).to_list() == local_default  # a Hub id as INPUT
+    print(json.dumps({{"url": url, "same": same}}))
+"""
+
+
+def card_yaml(text: str) -> dict[str, Any]:
+    return yaml.safe_load(text.split("---")[1])
+
+
+def test_push_then_load_gives_the_same_data_and_keeps_card_edits(hub: HubEmulator, tmp_path: Path) -> None:
+    folder = tmp_path / "prefs"
+    curate(scored_rows(20), folder, formats="dpo,kto", test_size=0.2)
+    result = client(hub, ROUND_TRIP.format(folder=str(folder), repo="user/prefs", configs=["dpo", "kto"]))
+    assert result["url"].endswith("/datasets/user/prefs")
+    assert result["same"] == {
+        "dpo": {"train": True, "test": True, "splits": True},
+        "kto": {"train": True, "test": True, "splits": True},
+        "default": True,
+        "load_rows": True,
+    }
+    card = hub.read("user/prefs", "README.md").decode()
+    assert 'load_dataset("user/prefs", "dpo")' in card  # the placeholder became the repo id
+
+    # Someone edits the card on the Hub; the folder is then re-curated without a test split.
+    meta = card_yaml(card)
+    meta.update(language=["en"], my_note="keep me")
+    hub.write("user/prefs", "README.md", f"---\n{yaml.safe_dump(meta)}---\n# edited\n".encode())
+    curate(scored_rows(12), folder, formats="dpo,kto", test_size=0)
+    result = client(hub, ROUND_TRIP.format(folder=str(folder), repo="user/prefs", configs=["dpo", "kto"]))
+    assert result["same"]["dpo"] == {"train": True, "splits": True}
+
+    merged = card_yaml(hub.read("user/prefs", "README.md").decode())
+    assert merged["my_note"] == "keep me" and merged["language"] == ["en"]
+    assert [c["config_name"] for c in merged["configs"]] == ["dpo", "kto"]
+    assert [s["split"] for s in merged["configs"][0]["data_files"]] == ["train"]
+    files = hub.repos[("datasets", "user/prefs")].resolve("main").files  # type: ignore[union-attr]
+    assert not any(path.startswith("dpo/test-") for path in files)  # stale shards are deleted
+
+
+def test_push_to_a_branch(hub: HubEmulator, tmp_path: Path) -> None:
+    curate(scored_rows(6), tmp_path / "prefs", formats="dpo", test_size=0)
+    code = f"""
+        import json, hfpref
+        print(json.dumps(hfpref.push({str(tmp_path / "prefs")!r}, "user/branched", revision="v1", private=True)))
+    """
+    assert client(hub, code).endswith("/datasets/user/branched/tree/v1")
+    repo = hub.repos[("datasets", "user/branched")]
+    assert repo.private
+    assert "dpo/train-00000-of-00001.parquet" in repo.resolve("v1").files  # type: ignore[union-attr]
+    assert "README.md" not in repo.resolve("main").files  # type: ignore[union-attr]
+
+
+def hfpref_cli(hub: HubEmulator, *args: str, token: str | None = TOKEN) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, **hub.env(token or "")}
+    if token is None:
+        del env["HF_TOKEN"]
+    cli = [sys.executable, "-c", "from hfpref.cli import main; main()", *args]
+    return subprocess.run(cli, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.parametrize(
+    ("repo", "token", "message"),
+    [
+        ("user/denied", "hf_wrong", "user/denied: the Hub rejected the token (401); run `hf auth login`"),
+        ("someone-else/prefs", TOKEN, "someone-else/prefs: no write access (403"),
+        ("user/prefs", None, "not logged in to the Hugging Face Hub: run `hf auth login` or set HF_TOKEN"),
+    ],
+)
+def test_push_errors_are_one_line(
+    hub: HubEmulator, tmp_path: Path, repo: str, token: str | None, message: str
+) -> None:
+    curate(scored_rows(4), tmp_path / "prefs", formats="dpo", test_size=0)
+    done = hfpref_cli(hub, "push", str(tmp_path / "prefs"), repo, token=token)
+    assert done.returncode == 1
+    assert done.stderr.count("\n") == 1 and done.stderr.startswith("hfpref: error: "), done.stderr
+    assert message in done.stderr
+    if token:
+        assert token not in done.stderr
+
+
+def test_push_checks_repo_id_and_folder_before_the_network(tmp_path: Path) -> None:
+    with pytest.raises(HubError, match="invalid repo id 'a/b/c': expected NAMESPACE/NAME"):
+        push(tmp_path, "a/b/c")
+    with pytest.raises(HubError, match="invalid repo id 'no-namespace'"):
+        push(tmp_path, "no-namespace")
+    with pytest.raises(InputError, match=r"no README\.md"):
+        push(tmp_path, "user/prefs")
+
+
+def test_push_without_token_says_how_to_log_in(tmp_path: Path) -> None:
+    curate(scored_rows(4), tmp_path / "prefs", formats="dpo", test_size=0)
+    with pytest.raises(HubError, match="hf auth login"):
+        push(tmp_path / "prefs", "user/prefs")
