@@ -287,3 +287,17 @@ def describe_config(run: RunConfig) -> str:
         f"ok: generate n={gen.n} with {names}; judge {run.judge.mode} with {judges}; "
         f"curate {','.join(run.curate.formats)} ({run.curate.strategy})"
     )
+
+
+def validate_folder_cli(folder: str) -> None:
+    """Print every finding of :func:`hfpref.export.validate_folder`; any error makes the exit code 1."""
+    from hfpref.errors import HfprefError
+    from hfpref.export import validate_folder
+
+    findings = validate_folder(folder)
+    for finding in findings:
+        print(f"{finding.level}: {finding.where}: {finding.message}", file=sys.stderr)
+    errors = sum(f.level == "error" for f in findings)
+    if errors:
+        raise HfprefError(f"{folder}: {errors} error(s) found")
+    print(f"ok: {folder} ({len(findings)} warning(s))")

@@ -106,3 +106,25 @@ def test_panel_aggregates_and_records_agreement() -> None:
     assert mean[0]["scores"] == [pytest.approx((1.0 + 7 / 9) / 2)]
     assert mean[0]["judge"]["agreement"] == pytest.approx(1 - 2 / 9)
     assert major[0]["scores"] == [pytest.approx(7 / 9)]  # j/2 and j/3 both said 8
+
+
+def test_cli_validate_checks_a_folder_and_a_config(tmp_path) -> None:
+    from click.testing import CliRunner
+
+    from hfpref.cli import cli
+    from hfpref.curate import curate
+
+    ds = Dataset.from_dict(
+        {"prompt": ["a", "b"], "completions": [["x", "y"], ["z", "w"]], "scores": [[1.0, 0.0], [0.9, 0.1]]}
+    )
+    curate(ds, tmp_path / "f", formats=["dpo"], test_size=0.0)
+    assert CliRunner().invoke(cli, ["validate", str(tmp_path / "f")]).exit_code == 0
+    (tmp_path / "f" / "dpo" / "train-00000-of-00001.parquet").write_bytes(b"broken")
+    result = CliRunner().invoke(cli, ["validate", str(tmp_path / "f")])
+    assert result.exit_code != 0
+    example = CliRunner().invoke(cli, ["example"]).output
+    (tmp_path / "h.toml").write_text(example)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("OPENROUTER_API_KEY", "sk-or-test-key-0123456789")
+        ok_run = CliRunner().invoke(cli, ["validate", str(tmp_path / "h.toml")])
+    assert ok_run.exit_code == 0 and ok_run.output.startswith("ok: generate n=4")
