@@ -163,9 +163,9 @@ def write_folder(
         (folder / name).mkdir(exist_ok=True)
         for split, ds in dd.items():
             n = _num_shards(ds.data.nbytes, max_shard_size)
-            for index in range(n):
-                shard = ds.shard(num_shards=n, index=index, contiguous=True)
-                with _quiet():
+            with _quiet():
+                for index in range(n):
+                    shard = ds.shard(num_shards=n, index=index, contiguous=True)
                     shard.to_parquet(str(folder / name / f"{split}-{index:05d}-of-{n:05d}.parquet"))
         first = next(iter(dd.values()))
         splits = {split: ds.num_rows for split, ds in dd.items()}
@@ -189,8 +189,7 @@ def folder_configs(folder: str | Path) -> dict[str, dict[str, list[Path]]]:
     found: dict[str, dict[str, list[Path]]] = {}
     for entry in entries:
         files = entry.get("data_files") or []
-        if isinstance(files, str):
-            files = [{"split": "train", "path": files}]
+        files = [files] if isinstance(files, str) else files
         splits: dict[str, list[Path]] = {}
         for item in files:
             item = {"split": "train", "path": item} if isinstance(item, str) else item

@@ -2,6 +2,10 @@
 
 Auth is huggingface_hub's own (``HF_TOKEN`` or ``hf auth login``); the token is only handed to
 ``HfApi`` and never written. Every Hub failure becomes a one-line :class:`HubError`.
+
+Large folders need no ``upload_large_folder``: with ``hf_xet`` installed (the default),
+``upload_folder`` streams files through Xet, commits in batches below the Hub's limits and resumes
+an interrupted upload when run again. Without Xet it falls back to one LFS commit.
 """
 
 from __future__ import annotations
