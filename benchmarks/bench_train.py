@@ -194,14 +194,12 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="bench-train-"))
     model = build_model(work / "model", TINY if tiny else QWEN25_05B)
     data = build_dataset(work / "data", rows=steps * batch, words=words)
-    device = "CPU, tiny Qwen2" if tiny else f"{torch.cuda.get_device_name()}, Qwen2.5-0.5B shape"
+    device = "CPU (1 thread), tiny Qwen2" if tiny else f"{torch.cuda.get_device_name()}, Qwen2.5-0.5B shape"
     print(f"DPO + LoRA, {steps} steps x batch {batch}, max_length {max_length} on {device}", flush=True)
     results: dict[str, list[dict[str, float]]] = {"hfpref": [], "trl": []}
-    env = os.environ | {
-        "HF_HUB_OFFLINE": "1",
-        "HF_HUB_DISABLE_TELEMETRY": "1",
-        "HF_DATASETS_CACHE": str(work / "c"),
-    }
+    env = os.environ | {"HF_HUB_OFFLINE": "1", "HF_HUB_DISABLE_TELEMETRY": "1", "HF_HOME": str(work / "hf")}
+    if tiny:  # one thread: a busy CPU then slows both sides alike instead of stalling thread barriers
+        env |= {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     for repeat in range(ns.repeats):
         for side in ("hfpref", "trl") if repeat % 2 == 0 else ("trl", "hfpref"):
             command = [

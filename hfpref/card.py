@@ -61,14 +61,21 @@ def size_category(rows: int) -> str:
     return next((label for limit, label in _SIZES if rows < limit), "100M<n<1B")
 
 
-def card_configs(splits: Mapping[str, Sequence[str]], default: str) -> list[dict[str, Any]]:
-    """The ``configs:`` YAML list: one entry per config, ``data_files`` per split, ``default: true`` once."""
+def card_configs(configs: Mapping[str, Mapping[str, Any]], default: str) -> list[dict[str, Any]]:
+    """The ``configs:`` YAML list: one entry per config, ``data_files`` per split, ``default: true`` once.
+
+    A config whose provenance has a ``sha256`` (of its files) gets it in its ``description``: datasets
+    caches a local folder by its name and card, not its files, so without it ``load_dataset(folder)``
+    would return the old rows of a folder rewritten with new ones.
+    """
     entries = []
-    for name, names in splits.items():
+    for name, info in configs.items():
         entry: dict[str, Any] = {
             "config_name": name,
-            "data_files": [{"split": split, "path": f"{name}/{split}-*"} for split in names],
+            "data_files": [{"split": split, "path": f"{name}/{split}-*"} for split in info["splits"]],
         }
+        if info.get("sha256"):
+            entry["description"] = f"{name} rows, content sha256 {info['sha256'][:16]}"
         if name == default:
             entry["default"] = True
         entries.append(entry)
@@ -94,32 +101,32 @@ def _section(info: Mapping[str, Any], keys: Sequence[str]) -> dict[str, Any] | N
 
 def _summary(prov: Mapping[str, Any]) -> str:
     names = ", ".join(f"`{name}`" for name in prov["configs"])
-    source = prov.get("input")
-    if not source:
+    made = prov.get("input")
+    if not made:
         return f"Preference data in the configs {names}."
     return (
-        f"Preference data made with hfpref from {source['prompts']:,} prompts and "
-        f"{source['completions']:,} scored completions, in the configs {names}."
+        f"Preference data made with hfpref from {made['prompts']:,} prompts and "
+        f"{made['completions']:,} scored completions, in the configs {names}."
     )
 
 
-def _input_summary(source: Mapping[str, Any] | None) -> str:
-    if not source:
+def _input_summary(made: Mapping[str, Any] | None) -> str:
+    if not made:
         return ""
     return (
-        f"Input: {source['rows']:,} rows, {source['prompts']:,} distinct prompts, {source['completions']:,} "
-        f"completions ({source['null_completions']:,} missing or failed, {source['null_scores']:,} without a "
+        f"Input: {made['rows']:,} rows, {made['prompts']:,} distinct prompts, {made['completions']:,} "
+        f"completions ({made['null_completions']:,} missing or failed, {made['null_scores']:,} without a "
         "usable score)."
     )
 
 
-def _judge_stats(source: Mapping[str, Any] | None, extra: Mapping[str, Any] | None) -> list[str]:
+def _judge_stats(made: Mapping[str, Any] | None, extra: Mapping[str, Any] | None) -> list[str]:
     lines = []
-    if source and source.get("mean_score") is not None:
+    if made and made.get("mean_score") is not None:
         lines.append(
-            f"Mean score {_number(source['mean_score'])}, standard deviation {_number(source['score_std'])}"
+            f"Mean score {_number(made['mean_score'])}, standard deviation {_number(made['score_std'])}"
         )
-        lines.append(f"Rows whose usable completions all tie: {source['tied_rows']:,}")
+        lines.append(f"Rows whose usable completions all tie: {made['tied_rows']:,}")
     for key, value in (extra or {}).items():
         lines.append(f"{key.removesuffix('_usd').replace('_', ' ')}: {_value(key, value)}")
     return lines
@@ -128,7 +135,7 @@ def _judge_stats(source: Mapping[str, Any] | None, extra: Mapping[str, Any] | No
 def _value(key: str, value: Any) -> str:
     """One judge statistic for a reader: unknown stays unknown, costs in USD, rates as numbers."""
     if key.endswith("cost_usd"):
-        return _cost({"cost_usd": value})
+        return _cost(value)
     if value is None:
         return "unknown"
     if isinstance(value, Mapping):
@@ -138,7 +145,8 @@ def _value(key: str, value: Any) -> str:
     return f"{value:,}" if isinstance(value, int) and not isinstance(value, bool) else str(value)
 
 
-def _license_text(license_: str | None, models: bool, source: bool) -> str:
+def license_text(provenance: Mapping[str, Any], license_: str | None) -> str:
+    """The card's license paragraph: the license, or that none was chosen and no rights are claimed."""
     if license_:
         text = f"`{license_}`."
     else:
@@ -146,15 +154,14 @@ def _license_text(license_: str | None, models: bool, source: bool) -> str:
             "No license was chosen when this dataset was made: the card says `other`, and its authors "
             "claim no rights over it."
         )
-    if models:
+    if provenance.get("generation") or provenance.get("judge"):
         text += " The terms of the models that wrote and judged the data may also apply."
-    if source:
+    if provenance.get("source"):
         text += " The license of the source data applies to what was taken from it."
     return text
 
 
-def _cost(usage: Mapping[str, Any]) -> str:
-    cost = usage.get("cost_usd")
+def _cost(cost: float | None) -> str:
     return "unknown" if cost is None else f"${cost:,.4f}"
 
 
@@ -263,7 +270,6 @@ def render_card(provenance: Mapping[str, Any], *, repo_id: str | None = None) ->
 
     configs: Mapping[str, Mapping[str, Any]] = provenance["configs"]
     default = provenance.get("default_config") or next(iter(configs))
-    splits = {name: list(info["splits"]) for name, info in configs.items()}
     license_ = provenance.get("license")
     tags = list(
         dict.fromkeys(
@@ -277,7 +283,7 @@ def render_card(provenance: Mapping[str, Any], *, repo_id: str | None = None) ->
         size_categories=[size_category(largest)],
         task_categories=["text-generation"],
         tags=tags,
-        configs=card_configs(splits, default),
+        configs=card_configs(configs, default),
     )
     generation = provenance.get("generation") or {}
     judge = provenance.get("judge") or {}
@@ -297,13 +303,13 @@ def render_card(provenance: Mapping[str, Any], *, repo_id: str | None = None) ->
         "usage": {
             "prompt_tokens": f"{usage.get('prompt_tokens', 0):,}",
             "completion_tokens": f"{usage.get('completion_tokens', 0):,}",
-            "cost": _cost(usage),
+            "cost": _cost(usage.get("cost_usd")),
         }
         if usage
         else None,
         "source": list((provenance.get("source") or {}).items()),
         "limitations": _limitations(provenance),
-        "license_text": _license_text(license_, bool(generation or judge), bool(provenance.get("source"))),
+        "license_text": license_text(provenance, license_),
     }
     return DatasetCard.from_template(card_data, template_path=str(templates_dir() / TEMPLATE), **context)
 

@@ -287,7 +287,7 @@ def train_command(
     """
     from hfpref.train import train
 
-    result = train(
+    train(
         dataset,
         model,
         method=method,
@@ -299,9 +299,6 @@ def train_command(
         resume=resume or None,
         push_to_hub=push_to_hub,
     )
-    for key in ("train_loss", "eval_loss", "eval_rewards/margins", "eval_rewards/accuracies"):
-        if key in result.metrics:
-            click.echo(f"{key}: {result.metrics[key]:.4f}", err=True)
 
 
 # --- end train ---

@@ -121,7 +121,10 @@ def _arrow(ds: Any) -> pa.Table:
     elif isinstance(ds, IterableDataset):
         ds = Dataset.from_list(list(ds))
     if not isinstance(ds, Dataset):
-        raise InputError(f"curate: expected a datasets.Dataset (or a list of rows), got {type(ds).__name__}")
+        hint = ": pass one split, e.g. ds['train']" if isinstance(ds, dict) else ""
+        raise InputError(
+            f"curate: expected a datasets.Dataset or a list of rows, got {type(ds).__name__}{hint}"
+        )
     return ds.with_format("arrow")[:]
 
 

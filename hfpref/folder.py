@@ -161,15 +161,23 @@ def write_folder(
     prov["configs"] = {}
     for name, dd in configs.items():
         (folder / name).mkdir(exist_ok=True)
+        digest = hashlib.sha256()
         for split, ds in dd.items():
             n = _num_shards(ds.data.nbytes, max_shard_size)
-            with _quiet():
-                for index in range(n):
-                    shard = ds.shard(num_shards=n, index=index, contiguous=True)
-                    shard.to_parquet(str(folder / name / f"{split}-{index:05d}-of-{n:05d}.parquet"))
-        first = next(iter(dd.values()))
-        splits = {split: ds.num_rows for split, ds in dd.items()}
-        prov["configs"][name] = {**described.get(name, {}), "splits": splits, "columns": first.column_names}
+            for index in range(n):
+                path = folder / name / f"{split}-{index:05d}-of-{n:05d}.parquet"
+                with _quiet():
+                    ds.shard(num_shards=n, index=index, contiguous=True).to_parquet(str(path))
+                with path.open("rb") as fh:
+                    digest.update(path.name.encode())
+                    for block in iter(lambda: fh.read(1 << 20), b""):
+                        digest.update(block)
+        prov["configs"][name] = {
+            **described.get(name, {}),
+            "splits": {split: ds.num_rows for split, ds in dd.items()},
+            "columns": next(iter(dd.values())).column_names,
+            "sha256": digest.hexdigest(),
+        }
     (folder / PROVENANCE_FILE).write_bytes(orjson.dumps(prov, option=orjson.OPT_INDENT_2) + b"\n")
     render_card(prov, repo_id=repo_id).save(folder / CARD_FILE)
     return folder

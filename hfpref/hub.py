@@ -10,36 +10,38 @@ an interrupted upload when run again. Without Xet it falls back to one LFS commi
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from hfpref.card import REPO_PLACEHOLDER, merge_card
+from hfpref.card import REPO_PLACEHOLDER, license_text, merge_card
 from hfpref.errors import HubError, InputError, register_secret
 from hfpref.folder import CARD_FILE, folder_configs, read_provenance
 
 if TYPE_CHECKING:
     from huggingface_hub import DatasetCard, HfApi
 
-_REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*$")
 LOGIN_HINT = "run `hf auth login` or set HF_TOKEN to a token with write access"
 
 
-def check_repo_id(repo_id: str) -> str:
-    """``NAMESPACE/NAME`` with letters, digits, ``-``, ``_`` and ``.`` (no ``--``/``..``), or HubError."""
+def is_repo_id(text: str) -> bool:
+    """Whether ``text`` is a ``NAMESPACE/NAME`` repo id the Hub accepts (huggingface_hub's own rules)."""
     from huggingface_hub.errors import HFValidationError
     from huggingface_hub.utils import validate_repo_id
 
     try:
-        validate_repo_id(repo_id)
+        validate_repo_id(text)
     except HFValidationError:
-        pass
-    else:
-        if _REPO_ID.match(repo_id):
-            return repo_id
-    raise HubError(f"invalid repo id {repo_id!r}: expected NAMESPACE/NAME, e.g. alice/my-prefs")
+        return False
+    return text.count("/") == 1
+
+
+def check_repo_id(repo_id: str) -> str:
+    """``repo_id`` when it is ``NAMESPACE/NAME``, else a :class:`HubError` saying so."""
+    if not is_repo_id(repo_id):
+        raise HubError(f"invalid repo id {repo_id!r}: expected NAMESPACE/NAME, e.g. alice/my-prefs")
+    return repo_id
 
 
 @contextmanager
@@ -125,8 +127,12 @@ def push(
             api.create_branch(repo_id, branch=revision, repo_type="dataset", exist_ok=True)
         remote = _remote_card(api, repo_id, revision)
         if remote is not None:
-            keep_license = provenance is not None and provenance.get("license") is None
-            ours = merge_card(remote, ours, keep_remote_license=keep_license)
+            # A license chosen on the Hub survives a push that names none; its paragraph follows.
+            keep = provenance is not None and provenance.get("license") is None and bool(remote.data.license)
+            ours = merge_card(remote, ours, keep_remote_license=keep)
+            if keep and provenance is not None:
+                kept = license_text(provenance, ours.data.license)
+                ours.text = ours.text.replace(license_text(provenance, None), kept)
         api.upload_folder(
             repo_id=repo_id,
             folder_path=folder,

@@ -9,24 +9,24 @@ so that a typo in a local path never publishes data.
 from __future__ import annotations
 
 import os
-import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from hfpref.errors import HubError, InputError
+from hfpref.errors import InputError
 
 if TYPE_CHECKING:
     from datasets import Dataset
 
 FILE_BUILDERS = {".jsonl": "json", ".json": "json", ".parquet": "parquet", ".csv": "csv"}
 HUB_PREFIX = "hf://datasets/"
-_REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
 def _hub_id(text: str) -> str | None:
     """The repo id in ``hf://datasets/ID`` or a bare ``user/name``; None for anything else."""
-    candidate = text[len(HUB_PREFIX) :] if text.startswith(HUB_PREFIX) else text
-    if _REPO_ID.match(candidate) and Path(candidate).suffix.lower() not in FILE_BUILDERS:
+    from hfpref.hub import is_repo_id
+
+    candidate = text.removeprefix(HUB_PREFIX)
+    if is_repo_id(candidate) and Path(candidate).suffix.lower() not in FILE_BUILDERS:
         return candidate
     return None
 
@@ -75,8 +75,11 @@ def load_rows(source: str | os.PathLike[str], *, split: str = "train") -> Datase
     repo_id = _hub_id(text)
     if repo_id is None:
         raise InputError(f"{text}: no such file or folder, and not a Hub dataset id (user/name)")
+    from hfpref.hub import hub_errors
+
     try:
-        return _pick_split(datasets.load_dataset(repo_id, split=None), text, split)
+        with hub_errors(repo_id):
+            return _pick_split(datasets.load_dataset(repo_id, split=None), text, split)
     except datasets.exceptions.DatasetNotFoundError:
         raise InputError(
             f"{text}: no such file or folder, and no Hub dataset {repo_id} (or no access)"
@@ -91,12 +94,10 @@ def save_rows(ds: Dataset, destination: str | os.PathLike[str]) -> Path | str:
         repo_id = _hub_id(text)
         if repo_id is None:
             raise InputError(f"{text}: expected hf://datasets/NAMESPACE/NAME")
-        from huggingface_hub.errors import HfHubHTTPError
+        from hfpref.hub import hub_errors
 
-        try:
+        with hub_errors(repo_id):
             ds.push_to_hub(repo_id)
-        except HfHubHTTPError as exc:
-            raise HubError(f"pushing rows to {repo_id} failed: {str(exc).splitlines()[0]}") from None
         return repo_id
     path = Path(text)
     suffix = path.suffix.lower()

@@ -332,7 +332,7 @@ def build_trl_config(
         defaults |= {"push_to_hub": True, "hub_model_id": options.push_to_hub}
     if not options.full:
         lr_field = next(f for f in dataclasses.fields(config_cls) if f.name == "learning_rate")
-        defaults["learning_rate"] = 10 * lr_field.default
+        defaults["learning_rate"] = float(f"{10 * lr_field.default:.6g}")  # 1e-05, not 9.999999999999999e-06
     kwargs = defaults | trl_kwargs
     half = "bfloat16" if kwargs["bf16"] else "float16" if kwargs["fp16"] else None
     if not options.full and cuda and half:  # the frozen base of a LoRA run needs no fp32 copy
@@ -537,18 +537,17 @@ def train(
         dataset, model, method=method, config_name=config_name, output_dir=output_dir, config_file=config_file,
         overrides=overrides, full=full, resume=resume, push_to_hub=push_to_hub,
     )  # fmt: skip
-    from accelerate import PartialState
-
-    with PartialState().main_process_first():
-        data = load_training_data(options.dataset or "", options.config_name, options.method or "dpo")
-    args = build_trl_config(options, trl_kwargs, has_eval=data.eval is not None)
-    checkpoint = _checkpoint(options, args)
     import torch
     import trl
+    from accelerate import PartialState
 
+    method = options.method or "dpo"
+    with PartialState().main_process_first():
+        data = load_training_data(options.dataset or "", options.config_name, method)
+    args = build_trl_config(options, trl_kwargs, has_eval=data.eval is not None)
+    checkpoint = _checkpoint(options, args)
     peft_config, quantization = _adapter(options, torch.cuda.is_available(), args.bf16)
-
-    name = TRAINERS[options.method or "dpo"]
+    name = TRAINERS[method]
     rows = f"{len(data.train):,} train / {len(data.eval) if data.eval is not None else 0:,} test rows"
     card = _card(options, trl_kwargs, args, data, rows)
     trainer_cls = type(f"Hfpref{name}Trainer", (_CardMixin, getattr(trl, f"{name}Trainer")), card)
@@ -577,9 +576,10 @@ def train(
         trainer.create_model_card(model_name=Path(args.output_dir).name)
     history = trainer.state.log_history
     metrics = dict(output.metrics) | next((e for e in reversed(history) if "eval_loss" in e), {})
-    _say(f"saved the {'model' if options.full else 'adapter'} and tokenizer to {args.output_dir}")
-    out = Path(args.output_dir)
-    return TrainResult(out, options.method or "dpo", data.config_name, metrics, history, hub_url)
+    keys = ("train_loss", "eval_loss", "eval_rewards/margins", "eval_rewards/accuracies")
+    summary = ", ".join(f"{key} {metrics[key]:.4g}" for key in keys if key in metrics)
+    _say(f"saved the {'model' if options.full else 'adapter'} and tokenizer to {args.output_dir}; {summary}")
+    return TrainResult(Path(args.output_dir), method, data.config_name, metrics, history, hub_url)
 
 
 class _CallableModule(types.ModuleType):

@@ -6,7 +6,7 @@ clients in a subprocess). ``hub.add_folder("user/repo", folder)`` seeds a datase
 ``hub.read("user/repo", "README.md")`` reads one back. Any non-empty token is accepted for user
 ``user`` unless ``tokens`` restricts them; writes outside the ``user`` namespace get 403.
 Endpoints: the ones listed in FACTS.md, with regular and LFS (basic transfer) uploads, branches,
-tree listing, paths-info and ranged downloads. Requests it does not know get 404 and are recorded
+tree listing and paths-info. Requests it does not know get 404 and are recorded
 in ``hub.unhandled``.
 """
 
@@ -206,14 +206,7 @@ def _handler(hub: HubEmulator) -> type[BaseHTTPRequestHandler]:
             pass
 
         # --- plumbing -----------------------------------------------------------------------
-        def _body(self) -> bytes:
-            if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
-                chunks = []
-                while size := int(self.rfile.readline().split(b";")[0], 16):
-                    chunks.append(self.rfile.read(size))
-                    self.rfile.readline()
-                self.rfile.readline()
-                return b"".join(chunks)
+        def _body(self) -> bytes:  # huggingface_hub always sends a Content-Length
             return self.rfile.read(int(self.headers.get("Content-Length") or 0))
 
         def _send(self, status: int, body: bytes = b"", headers: dict[str, str] | None = None) -> None:
@@ -268,11 +261,6 @@ def _handler(hub: HubEmulator) -> type[BaseHTTPRequestHandler]:
             return {k: v[-1] for k, v in parse_qs(urlsplit(self.path).query).items()}
 
         # --- endpoints ----------------------------------------------------------------------
-        def whoami(self) -> None:
-            if not self._token():
-                raise ApiError(401, "Invalid credentials in Authorization header")
-            self._json({"type": "user", "name": hub.user, "orgs": [], "auth": {"type": "access_token"}})
-
         def create_repo(self) -> None:
             if not self._token():
                 raise ApiError(401, "Invalid credentials in Authorization header")
@@ -308,13 +296,6 @@ def _handler(hub: HubEmulator) -> type[BaseHTTPRequestHandler]:
                     "siblings": [{"rfilename": p} for p in sorted(commit.files)],
                 }
             )
-
-        def refs(self, kind: str, repo: str) -> None:
-            state = hub.repo(kind, repo, write=False, token=self._token())
-            branches = [
-                {"name": n, "ref": f"refs/heads/{n}", "targetCommit": s} for n, s in state.branches.items()
-            ]
-            self._json({"branches": branches, "tags": [], "converts": []})
 
         def branch(self, kind: str, repo: str, branch: str) -> None:
             state = hub.repo(kind, repo, write=True, token=self._token())
@@ -411,31 +392,19 @@ def _handler(hub: HubEmulator) -> type[BaseHTTPRequestHandler]:
             if file is None:
                 raise ApiError(404, f"Entry not found: {path}", "EntryNotFound")
             data = (hub.storage / "blobs" / file.sha256).read_bytes()
-            headers = {"X-Repo-Commit": commit.sha, "ETag": f'"{file.oid}"', "Accept-Ranges": "bytes"}
+            headers = {"X-Repo-Commit": commit.sha, "ETag": f'"{file.oid}"'}
             if file.lfs:
                 headers.update({"X-Linked-Etag": f'"{file.sha256}"', "X-Linked-Size": str(file.size)})
-            status = 200
-            match = re.fullmatch(r"bytes=(\d+)-(\d*)", self.headers.get("Range", ""))
-            if match:
-                start, end = int(match[1]), int(match[2] or len(data) - 1)
-                headers["Content-Range"] = f"bytes {start}-{end}/{len(data)}"
-                data, status = data[start : end + 1], 206
-            self._send(status, data, headers)
+            self._send(200, data, headers)
 
         def validate_yaml(self) -> None:
             self._json({"errors": [], "warnings": []})
 
-        def agent_harnesses(self) -> None:  # huggingface_hub's agent detection; optional on the real Hub
-            raise ApiError(404, "no agent harness registry")
-
     ROUTES = [
-        (r"/api/whoami-v2", "GET", Handler.whoami),
         (r"/api/repos/create", "POST", Handler.create_repo),
         (r"/api/validate-yaml", "POST", Handler.validate_yaml),
-        (r"/api/agent-harnesses", "GET", Handler.agent_harnesses),
         (rf"/api/{_KIND}/{_ID}", "GET", Handler.info),
         (rf"/api/{_KIND}/{_ID}/revision/(?P<rev>.+)", "GET", Handler.info),
-        (rf"/api/{_KIND}/{_ID}/refs", "GET", Handler.refs),
         (rf"/api/{_KIND}/{_ID}/branch/(?P<branch>[^/]+)", "POST", Handler.branch),
         (rf"/api/{_KIND}/{_ID}/preupload/(?P<rev>[^/]+)", "POST", Handler.preupload),
         (rf"/api/{_KIND}/{_ID}/commit/(?P<rev>[^/]+)", "POST", Handler.commit),

@@ -253,6 +253,25 @@ def test_every_config_loads_from_the_folder(tmp_path: Path) -> None:
     }
 
 
+def test_a_rewritten_folder_never_loads_stale_rows(tmp_path: Path) -> None:
+    def rows(model: str) -> list[dict[str, Any]]:
+        return [
+            {**r, "completion_models": [model, model]}
+            for r in (row(f"q{i}", ["a", "b"], [0.9, 0.1]) for i in range(3))
+        ]
+
+    def chosen_models(folder: Path) -> list[str]:
+        return load_dataset(str(folder), "dpo", split="train")["chosen_model"]
+
+    # datasets caches a local folder by its name and card: same name, same sizes, new rows
+    curate(rows("first"), tmp_path / "a" / "prefs", formats="dpo", test_size=0)
+    curate(rows("third"), tmp_path / "b" / "prefs", formats="dpo", test_size=0)
+    assert chosen_models(tmp_path / "a" / "prefs") == ["first"] * 3
+    assert chosen_models(tmp_path / "b" / "prefs") == ["third"] * 3
+    curate(rows("fifth"), tmp_path / "a" / "prefs", formats="dpo", test_size=0)
+    assert chosen_models(tmp_path / "a" / "prefs") == ["fifth"] * 3
+
+
 def test_default_config_is_the_first_without_dpo(tmp_path: Path) -> None:
     curate(many_rows(10), tmp_path / "out", formats="kto,sft", test_size=0)
     assert "label" in load_dataset(str(tmp_path / "out"), split="train").column_names

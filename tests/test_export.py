@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -13,25 +12,15 @@ import pyarrow.parquet as pq
 import pytest
 from datasets import load_dataset
 
-from hfpref.cli import main
 from hfpref.curate import curate
 from hfpref.errors import InputError
 from hfpref.export import Finding, export, validate_folder
+from tests.test_curate import row, run_cli
 
 
 def scored(conversational: bool, n: int = 10) -> list[dict[str, Any]]:
-    def prompt(i: int) -> Any:
-        return [{"role": "user", "content": f"q{i}"}] if conversational else f"q{i}"
-
-    return [
-        {
-            "prompt": prompt(i),
-            "completions": [f"good {i}", f"bad {i}"],
-            "completion_models": ["a", "b"],
-            "scores": [0.9, 0.1],
-        }
-        for i in range(n)
-    ]
+    prompts = [[{"role": "user", "content": f"q{i}"}] if conversational else f"q{i}" for i in range(n)]
+    return [row(prompt, [f"good {i}", f"bad {i}"], [0.9, 0.1]) for i, prompt in enumerate(prompts)]
 
 
 @pytest.fixture
@@ -128,15 +117,6 @@ def test_validate_missing_columns(folder: Path) -> None:
     pq.write_table(pq.read_table(path).drop_columns(["score"]), path)
     (finding,) = validate_folder(folder)
     assert (finding.where, finding.message.split(";")[0]) == ("sft/train", "missing column(s) ['score']")
-
-
-def run_cli(monkeypatch: pytest.MonkeyPatch, *args: str) -> int:
-    monkeypatch.setattr(sys, "argv", ["hfpref", *args])
-    try:
-        main()
-    except SystemExit as exc:
-        return int(exc.code or 0)
-    return 0
 
 
 def test_cli_export(

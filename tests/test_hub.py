@@ -18,6 +18,7 @@ from hfpref.curate import curate
 from hfpref.errors import HubError, InputError
 from hfpref.hub import push
 from tests.hub_emulator import HubEmulator
+from tests.test_curate import messages, row
 
 TOKEN = "hf_emulator_good_token"
 ROOT = Path(__file__).parent.parent
@@ -31,13 +32,7 @@ def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HubEmulator]:
 
 def scored_rows(n: int) -> list[dict[str, Any]]:
     return [
-        {
-            "prompt": [{"role": "user", "content": f"question {i}"}],
-            "completions": [f"good answer {i}", f"bad answer {i}", None],
-            "completion_models": ["m/a", "m/b", "m/a"],
-            "scores": [0.9, 0.2, None],
-        }
-        for i in range(n)
+        row(messages(f"question {i}"), [f"good {i}", f"bad {i}", None], [0.9, 0.2, None]) for i in range(n)
     ]
 
 
@@ -94,18 +89,21 @@ def test_push_then_load_gives_the_same_data_and_keeps_card_edits(hub: HubEmulato
 
     # Someone edits the card on the Hub; the folder is then re-curated without a test split.
     meta = card_yaml(card)
-    meta.update(language=["en"], my_note="keep me")
+    meta.update(language=["en"], my_note="keep me", license="mit")
     hub.write("user/prefs", "README.md", f"---\n{yaml.safe_dump(meta)}---\n# edited\n".encode())
     curate(scored_rows(12), folder, formats="dpo,kto", test_size=0)
     result = client(hub, ROUND_TRIP.format(folder=str(folder), repo="user/prefs", configs=["dpo", "kto"]))
     assert result["same"]["dpo"] == {"train": True, "splits": True}
 
-    merged = card_yaml(hub.read("user/prefs", "README.md").decode())
+    card = hub.read("user/prefs", "README.md").decode()
+    merged = card_yaml(card)
     assert merged["my_note"] == "keep me" and merged["language"] == ["en"]
+    assert merged["license"] == "mit" and "`mit`." in card and "claim no rights" not in card
     assert [c["config_name"] for c in merged["configs"]] == ["dpo", "kto"]
     assert [s["split"] for s in merged["configs"][0]["data_files"]] == ["train"]
     files = hub.repos[("datasets", "user/prefs")].resolve("main").files  # type: ignore[union-attr]
     assert not any(path.startswith("dpo/test-") for path in files)  # stale shards are deleted
+    assert hub.unhandled == []
 
 
 def test_push_to_a_branch(hub: HubEmulator, tmp_path: Path) -> None:
@@ -162,3 +160,15 @@ def test_push_without_token_says_how_to_log_in(tmp_path: Path) -> None:
     curate(scored_rows(4), tmp_path / "prefs", formats="dpo", test_size=0)
     with pytest.raises(HubError, match="hf auth login"):
         push(tmp_path / "prefs", "user/prefs")
+
+
+def test_rows_to_and_from_the_hub(hub: HubEmulator) -> None:
+    code = """
+        import json
+        from datasets import Dataset
+        from hfpref.io import load_rows, save_rows
+        rows = [{"prompt": "q", "completions": ["a", None]}]
+        written = save_rows(Dataset.from_list(rows), "hf://datasets/user/rows")
+        print(json.dumps([written, load_rows("user/rows").to_list() == rows, load_rows("hf://datasets/user/rows").num_rows]))
+    """
+    assert client(hub, code) == ["user/rows", True, 1]
