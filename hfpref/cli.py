@@ -28,6 +28,27 @@ def _config_option(fn: Any) -> Any:
     )(fn)
 
 
+def _client_options(fn: Any) -> Any:
+    """Endpoint, budget, cache and process options shared by generate and judge."""
+    options = [
+        click.option("--base-url", help=help_for(ProviderConfig, "base_url")),
+        click.option("--api-key-env", help=help_for(ProviderConfig, "api_key_env")),
+        click.option("--max-cost", type=float, metavar="USD", help=help_for(BudgetConfig, "max_cost_usd")),
+        click.option(
+            "--cache-dir",
+            type=click.Path(file_okay=False),
+            help="Request cache folder (default ~/.cache/hfpref).",
+        ),
+        click.option(
+            "--no-cache", is_flag=True, help="Send every request, ignoring and not filling the cache."
+        ),
+        click.option("--num-proc", type=int, default=None, help="Processes for datasets.map."),
+    ]
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
+
+
 def _load_run_config(config_path: str | None) -> RunConfig:
     from hfpref.config import default_config_path, load_config
 
@@ -47,15 +68,8 @@ def _load_run_config(config_path: str | None) -> RunConfig:
 @click.option("--max-tokens", type=int, help=help_for(GenerateConfig, "max_tokens"))
 @click.option("--seed", type=int, help=help_for(GenerateConfig, "seed"))
 @click.option("--prompt-column", help=help_for(GenerateConfig, "prompt_column"))
-@click.option("--base-url", help=help_for(ProviderConfig, "base_url"))
-@click.option("--api-key-env", help=help_for(ProviderConfig, "api_key_env"))
 @click.option("--concurrency", type=int, help=help_for(GenerateConfig, "concurrency"))
-@click.option("--max-cost", type=float, metavar="USD", help=help_for(BudgetConfig, "max_cost_usd"))
-@click.option(
-    "--cache-dir", type=click.Path(file_okay=False), help="Request cache folder (default ~/.cache/hfpref)."
-)
-@click.option("--no-cache", is_flag=True, help="Send every request, ignoring and not filling the cache.")
-@click.option("--num-proc", type=int, default=None, help="Processes for datasets.map.")
+@_client_options
 def generate(input_path: str, output: str, config_path: str | None, **flags: Any) -> None:
     """Add N completions per prompt (columns completions, completion_models, generation)."""
     from hfpref import pipeline
@@ -86,15 +100,8 @@ def generate(input_path: str, output: str, config_path: str | None, **flags: Any
 @click.option("--scale", type=int, help=help_for(JudgeConfig, "scale"))
 @click.option("--swap/--no-swap", default=None, help=help_for(JudgeConfig, "swap"))
 @click.option("--aggregate", type=click.Choice(["mean", "majority"]), help=help_for(JudgeConfig, "aggregate"))
-@click.option("--base-url", help=help_for(ProviderConfig, "base_url"))
-@click.option("--api-key-env", help=help_for(ProviderConfig, "api_key_env"))
 @click.option("--concurrency", type=int, help=help_for(JudgeConfig, "concurrency"))
-@click.option("--max-cost", type=float, metavar="USD", help=help_for(BudgetConfig, "max_cost_usd"))
-@click.option(
-    "--cache-dir", type=click.Path(file_okay=False), help="Request cache folder (default ~/.cache/hfpref)."
-)
-@click.option("--no-cache", is_flag=True, help="Send every request, ignoring and not filling the cache.")
-@click.option("--num-proc", type=int, default=None, help="Processes for datasets.map.")
+@_client_options
 def judge(input_path: str, output: str, config_path: str | None, **flags: Any) -> None:
     """Score each completion (columns scores, judgments, judge; stepwise also step_scores)."""
     from hfpref import pipeline

@@ -25,6 +25,14 @@ def _replace(obj: Any, **changes: Any) -> Any:
     return dataclasses.replace(obj, **given) if given else obj
 
 
+def _apply_client_flags(run: RunConfig, flags: dict[str, Any]) -> None:
+    """The endpoint and budget flags that generate, judge and run share."""
+    run.provider = _replace(
+        run.provider, base_url=flags.get("base_url"), api_key_env=flags.get("api_key_env")
+    )
+    run.budget = _replace(run.budget, max_cost_usd=flags.get("max_cost"))
+
+
 def apply_generate_flags(run: RunConfig, flags: dict[str, Any]) -> None:
     """Flags override the file: rebuild the touched sections so their checks run again."""
     system_prompt = (
@@ -41,10 +49,7 @@ def apply_generate_flags(run: RunConfig, flags: dict[str, Any]) -> None:
         prompt_column=flags.get("prompt_column"),
         concurrency=flags.get("concurrency"),
     )
-    run.provider = _replace(
-        run.provider, base_url=flags.get("base_url"), api_key_env=flags.get("api_key_env")
-    )
-    run.budget = _replace(run.budget, max_cost_usd=flags.get("max_cost"))
+    _apply_client_flags(run, flags)
 
 
 def check_prompts(ds: Any, configured: str | None, system_prompt: str | None = None) -> str:
@@ -133,10 +138,7 @@ def apply_judge_flags(run: RunConfig, flags: dict[str, Any]) -> None:
         aggregate=flags.get("aggregate"),
         concurrency=flags.get("concurrency"),
     )
-    run.provider = _replace(
-        run.provider, base_url=flags.get("base_url"), api_key_env=flags.get("api_key_env")
-    )
-    run.budget = _replace(run.budget, max_cost_usd=flags.get("max_cost"))
+    _apply_client_flags(run, flags)
 
 
 def _map_generate(ds: Any, run: RunConfig, max_cost: float | None, **options: Any) -> Any:
