@@ -5,7 +5,7 @@
 
 Both sides train DPO + LoRA (r=16, all linear layers) for the same steps on the same synthetic
 dataset folder (SPEC layout), each in a fresh process, in alternating order: ``hfpref`` calls
-``hfpref.train.train`` (what ``hfpref train`` runs), ``trl`` is the TRL script a user would write
+``hfpref.train`` (what ``hfpref train`` runs), ``trl`` is the TRL script a user would write
 with hfpref's device defaults spelled out. Tokens/s: the tokens TRL logs per step (``num_tokens``:
 prompt + chosen + rejected) over the step's wall time, median over the steps after the warm-up. Peak
 memory: ``torch.cuda.max_memory_allocated`` on GPU, the process's peak RSS on CPU. No download: the

@@ -10,6 +10,7 @@ with (seed, prompt, j): the same prompt routes the same way in every run, batch 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import random
 from collections.abc import Mapping
@@ -155,8 +156,8 @@ class Generator(Stage):
                 seed=seed,
                 prompt_column=prompt_column,
             )
-        if not config.models:
-            config.models = default_models("HFPREF_MODEL")
+        if not config.models:  # a copy: the caller's config (e.g. a RunConfig's section) stays as given
+            config = dataclasses.replace(config, models=default_models("HFPREF_MODEL"))
         if provider is None:
             provider = ProviderConfig(
                 base_url=base_url, api_key_env=api_key_env, timeout_s=timeout_s, max_retries=max_retries

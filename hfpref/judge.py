@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import dataclasses
 import itertools
 import statistics
 from collections.abc import Mapping
@@ -360,8 +361,8 @@ class Judge(Stage):
                 concurrency=concurrency,
                 structured_output=structured_output,
             )
-        if not config.models:
-            config.models = default_models("HFPREF_JUDGE_MODEL")
+        if not config.models:  # a copy: the caller's config (e.g. a RunConfig's section) stays as given
+            config = dataclasses.replace(config, models=default_models("HFPREF_JUDGE_MODEL"))
         if provider is None:
             provider = ProviderConfig(
                 base_url=base_url, api_key_env=api_key_env, timeout_s=timeout_s, max_retries=max_retries

@@ -582,16 +582,6 @@ def train(
     return TrainResult(Path(args.output_dir), method, data.config_name, metrics, history, hub_url)
 
 
-class _CallableModule(types.ModuleType):
-    """Importing this module sets the attribute ``hfpref.train`` to it, shadowing the lazy function:
-    calling the module calls :func:`train`, so ``hfpref.train(...)`` works either way."""
-
-    def __call__(self, *args: Any, **kwargs: Any) -> TrainResult:
-        return train(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule
-
 if __name__ == "__main__":  # `accelerate launch -m hfpref.train --dataset ... --model ...`
     from hfpref.cli import main
 

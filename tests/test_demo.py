@@ -59,8 +59,7 @@ def test_demo_run_writes_a_loadable_folder(tiny_model: Path, tmp_path: Path) -> 
     assert len(rows) > 0
     for row in rows:
         assert row["score_chosen"] > row["score_rejected"]
-        assert row["chosen_model"] == row["rejected_model"]
-        assert row["chosen_model"].startswith("local:") and row["chosen_model"].endswith("tiny-model0")
+        assert row["chosen_model"] == row["rejected_model"] == f"local:{tiny_model}"
     grpo = datasets.load_dataset(str(folder), "grpo")["train"]
     assert len(grpo) == 12
     assert (folder / "README.md").is_file() and (folder / "hfpref.json").is_file()

@@ -126,7 +126,7 @@ def test_dpo_learns_and_the_adapter_reloads(prefs: Path, tiny_model: Path, tmp_p
                 self.logits = model(input_ids=ids).logits.clone()
 
     capture = Capture()
-    result = hfpref.train(  # the SPEC's call; callable even after `import hfpref.train` set the attribute
+    result = hfpref.train(  # the SPEC's call, after `import hfpref.train` above
         dataset=str(prefs), model=str(tiny_model), output_dir=tmp_path / "out", callbacks=[capture],
         overrides=[*FAST, "max_steps=16", "learning_rate=1e-3"],
     )  # fmt: skip
