@@ -145,6 +145,28 @@ def _value(key: str, value: Any) -> str:
     return f"{value:,}" if isinstance(value, int) and not isinstance(value, bool) else str(value)
 
 
+def _source_stats(stats: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """The source records section of an imported dataset: records read and used, the records skipped and
+    why, and distributions (count, mean, spread, histogram) of source values such as rewards."""
+    if not stats:
+        return None
+    distributions = []
+    for name, dist in (stats.get("distributions") or {}).items():
+        if not dist.get("count"):
+            continue
+        summary = (
+            f"{dist['count']:,} values, mean {_number(dist['mean'])}, standard deviation "
+            f"{_number(dist['std'])}, min {dist['min']:g}, max {dist['max']:g}"
+        )
+        histogram = [(label, f"{count:,}") for label, count in dist.get("histogram", [])]
+        distributions.append({"name": name, "summary": summary, "histogram": histogram})
+    return {
+        "summary": f"Records read: {stats['records']:,}; used: {stats['used']:,}.",
+        "skipped": [(reason, f"{count:,}") for reason, count in (stats.get("skipped") or {}).items()],
+        "distributions": distributions,
+    }
+
+
 def license_text(provenance: Mapping[str, Any], license_: str | None) -> str:
     """The card's license paragraph: the license, or that none was chosen and no rights are claimed."""
     if license_:
@@ -223,6 +245,8 @@ def _usage_snippets(configs: Sequence[str], repo: str) -> list[str]:
     if "dpo" in configs:
         lines.append(f"hfpref train --dataset {repo} --model {base}")
         lines.append(f"trl dpo --dataset_name {repo} --dataset_config dpo --model_name_or_path {base}")
+    if "step_dpo" in configs:
+        lines.append(f"hfpref train --dataset {repo} --model {base} --config-name step_dpo")
     for method in ("kto", "sft"):
         if method in configs:
             lines.append(
@@ -263,7 +287,8 @@ def render_card(provenance: Mapping[str, Any], *, repo_id: str | None = None) ->
 
     Reads ``configs`` (with ``splits`` row counts, ``columns`` and optional ``statistics``), ``default_config``,
     ``license``, ``pretty_name``, ``tags``, ``summary`` and, when known, ``source`` (imported data: a
-    dict shown as a list), ``generation``, ``judge``, ``curate``, ``input``, ``usage`` and ``limitations``
+    dict shown as a list), ``source_statistics`` (records read, used and skipped, and distributions:
+    see :func:`hfpref.builders.distribution`), ``generation``, ``judge``, ``curate``, ``input``, ``usage`` and ``limitations``
     (a list of notes). ``repo_id`` fills the usage snippets.
     """
     from huggingface_hub import DatasetCard, DatasetCardData
@@ -307,7 +332,8 @@ def render_card(provenance: Mapping[str, Any], *, repo_id: str | None = None) ->
         }
         if usage
         else None,
-        "source": list((provenance.get("source") or {}).items()),
+        "source": [(key, _value(key, value)) for key, value in (provenance.get("source") or {}).items()],
+        "source_stats": _source_stats(provenance.get("source_statistics")),
         "limitations": _limitations(provenance),
         "license_text": license_text(provenance, license_),
     }

@@ -32,8 +32,6 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import math
-import sys
-import types
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -344,7 +342,8 @@ def _build_grpo(rows: _Rows, cfg: CurateConfig) -> _Built:
     return built
 
 
-def _step_prompt(text: str, prefix: list[str]) -> str:
+def step_prompt(text: str, prefix: list[str]) -> str:
+    """The prompt of a step_dpo row: the prompt text, then each correct prefix step, each followed by a blank line."""
     return text + STEP_SEPARATOR + "".join(step + STEP_SEPARATOR for step in prefix)
 
 
@@ -389,7 +388,7 @@ def _build_step_dpo(rows: _Rows, cfg: CurateConfig) -> _Built:
             if chosen is None or key in seen:
                 continue
             seen.add(key)
-            built.prompts.append(_step_prompt(rows.texts[i], item.steps[:k]))  # type: ignore[union-attr]
+            built.prompts.append(step_prompt(rows.texts[i], item.steps[:k]))  # type: ignore[union-attr]
             built.add(i, chosen, item.steps[k], k)
         if not seen:
             reason = (
@@ -586,14 +585,3 @@ def curate(
     if folder is not None:
         write_folder(folder, configs, provenance=prov, license=license, repo_id=repo_id, tags=["synthetic"])
     return Curated(configs, stats, prov)
-
-
-class _CallableModule(types.ModuleType):
-    """``hfpref.curate`` names both this module and the function: importing the module (``from
-    hfpref.curate import ...``) rebinds the package attribute to it, so the module calls through."""
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Curated:
-        return curate(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule

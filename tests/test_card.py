@@ -151,6 +151,39 @@ def test_unknown_cost_is_never_zero_and_unknown_sections_are_left_out() -> None:
         assert absent not in imported
 
 
+def test_imported_source_records_and_distributions() -> None:
+    provenance = copy.deepcopy(IMPORTED)
+    provenance["source"]["records in the source"] = 40355
+    provenance["source_statistics"] = {
+        "records": 40355,
+        "used": 38459,
+        "skipped": {"tie (overall_preference 0)": 1896},
+        "distributions": {
+            "overall_preference": {
+                "count": 40355,
+                "mean": -0.12345,
+                "std": 1.5,
+                "min": -3,
+                "max": 3,
+                "histogram": [["-3", 5000], ["0", 1896], ["3", 33459]],
+            },
+            "empty": {"count": 0},
+        },
+    }
+    text = render_card(provenance).text
+    assert "- records in the source: 40,355" in text
+    assert (
+        "Records read: 40,355; used: 38,459. Skipped, and why:\n\n- 1,896 × tie (overall_preference 0)"
+        in text
+    )
+    assert (
+        "`overall_preference`: 40,355 values, mean -0.123, standard deviation 1.500, min -3, max 3." in text
+    )
+    assert "| overall_preference | count |\n|---|---:|\n| -3 | 5,000 |\n| 0 | 1,896 |\n| 3 | 33,459 |" in text
+    assert "`empty`" not in text
+    assert "### Source records" not in render_card(IMPORTED).text
+
+
 def test_no_license_claims_no_rights() -> None:
     card = render_card(IMPORTED)
     assert card.data.license == "other"

@@ -218,7 +218,7 @@ def test_styles() -> None:
 
 def test_the_spec_call_works_after_the_module_is_imported(tmp_path: Path) -> None:
     import hfpref
-    import hfpref.curate  # the submodule import rebinds the package attribute
+    import hfpref.curate  # importing the submodule must not hide the function
 
     repo = hfpref.curate(Dataset.from_list(many_rows(10)), str(tmp_path / "my-prefs"))
     assert set(repo) == {"dpo", "sft", "kto", "grpo"}
