@@ -4,12 +4,14 @@ One SQLite file (WAL mode) under the cache directory, safe to share between proc
 (``num_proc``) and between runs. The key hashes everything that decides an answer (endpoint,
 model, messages, sampling parameters, sample index) and nothing that does not (API key, timeout,
 concurrency), so raising ``max_tokens`` re-sends only the requests it changes. Only answers are
-stored: a failed request is tried again on the next run. Every answer is committed as soon as it
-arrives, so a SIGKILL loses at most the requests in flight.
+stored: a failed request is tried again on the next run. Answers are committed in the event-loop turn
+they arrive in (:meth:`RequestCache.put_soon`: one transaction for all the answers of a turn, before
+the loop waits on the network again), so a SIGKILL loses at most the requests in flight.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import sqlite3
 from pathlib import Path
@@ -46,6 +48,9 @@ class RequestCache:
     def __init__(self, path: Path | None) -> None:
         self.path = path
         self._db: sqlite3.Connection | None = None
+        self._pending: list[tuple[str, bytes]] = []
+        self._flush: asyncio.Handle | None = None
+        self._flush_loop: asyncio.AbstractEventLoop | None = None
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
             db = sqlite3.connect(path, timeout=60, isolation_level=None, check_same_thread=False)
@@ -74,9 +79,35 @@ class RequestCache:
         return found
 
     def put_many(self, items: list[tuple[str, dict[str, Any]]]) -> None:
+        """Store ``(key, record)`` pairs now, in one transaction."""
         if self._db is None or not items:
             return
-        rows = [(key, orjson.dumps(record)) for key, record in items]
+        self._write([(key, orjson.dumps(record)) for key, record in items])
+
+    def put_soon(self, items: list[tuple[str, dict[str, Any]]]) -> None:
+        """Store ``(key, record)`` pairs at the end of this event-loop turn, with the other answers of
+        the turn in one transaction: the running loop runs :meth:`flush` before it next waits for I/O.
+        Whoever stops the loop (a ``map`` batch ending) calls :meth:`flush` first."""
+        if self._db is None or not items:
+            return
+        self._pending.extend((key, orjson.dumps(record)) for key, record in items)
+        loop = asyncio.get_running_loop()
+        if self._flush is not None and self._flush_loop is not loop:
+            self.flush()  # scheduled on a loop that datasets no longer runs
+        if self._flush is None:
+            self._flush, self._flush_loop = loop.call_soon(self.flush), loop
+
+    def flush(self) -> None:
+        """Commit what :meth:`put_soon` holds."""
+        if self._flush is not None:
+            self._flush.cancel()
+            self._flush = self._flush_loop = None
+        rows, self._pending = self._pending, []
+        if rows:
+            self._write(rows)
+
+    def _write(self, rows: list[tuple[str, bytes]]) -> None:
+        assert self._db is not None
         if len(rows) == 1:  # autocommit: one statement, one transaction
             self._db.execute("INSERT OR REPLACE INTO answers (key, record) VALUES (?, ?)", rows[0])
             return
@@ -87,6 +118,7 @@ class RequestCache:
             self._db.execute("COMMIT")
 
     def close(self) -> None:
+        self.flush()
         if self._db is not None:
             self._db.close()
             self._db = None

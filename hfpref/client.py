@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -153,6 +153,7 @@ class ChatClient:
         try:
             yield state
         finally:
+            self.cache.flush()  # this batch's answers are committed before datasets takes its rows
             state.users -= 1
             if state.users == 0:
                 del self._loops[loop]
@@ -167,15 +168,20 @@ class ChatClient:
         messages: list[dict[str, Any]],
         params: dict[str, Any],
         samples: list[int],
+        keys: list[str] | None = None,
+        found: Mapping[str, dict[str, Any]] | None = None,
     ) -> list[dict[str, Any]]:
         """Completion records for ``samples`` (sample indices) of one prompt, from cache or the endpoint.
 
         A record has ``text``, ``model``, ``finish_reason``, ``prompt_tokens``, ``completion_tokens``,
         ``cost`` (None when unknown), ``cached`` and ``error`` (None, or why ``text`` is None).
+        ``keys`` (:meth:`keys`) and ``found`` (:meth:`lookup`) let a caller read the cache for a whole
+        batch at once.
         """
-        endpoint = self._urls[model]
-        keys = [request_key(endpoint, model, messages, params, i) for i in samples]
-        found = self.cache.get_many(keys)
+        if keys is None:
+            keys = self.keys(model, messages, params, samples)
+        if found is None:
+            found = self.cache.get_many(keys)
         records: dict[int, dict[str, Any]] = {}
         for key, sample in zip(keys, samples, strict=True):
             if key in found:
@@ -201,11 +207,22 @@ class ChatClient:
                     fresh.append(
                         (key_of[sample], {k: v for k, v in record.items() if k not in ("cached", "error")})
                     )
-        self.cache.put_many(fresh)
+        self.cache.put_soon(fresh)
         out = [records[s] for s in samples]
         for record in out:
             self.stats.record(record)
         return out
+
+    def keys(
+        self, model: str, messages: list[dict[str, Any]], params: dict[str, Any], samples: list[int]
+    ) -> list[str]:
+        """The cache keys of ``samples`` of one prompt to ``model``."""
+        endpoint = self._urls[model]
+        return [request_key(endpoint, model, messages, params, i) for i in samples]
+
+    def lookup(self, keys: list[str]) -> dict[str, dict[str, Any]]:
+        """The cached answers among ``keys``, in one read: pass it to :meth:`complete` as ``found``."""
+        return self.cache.get_many(keys)
 
     # -- one HTTP request (with n = len(samples)), retried ----------------------------------------
     async def _request(

@@ -82,26 +82,47 @@ async def _generate(spec: GenerateSpec, batch: Mapping[str, Any]) -> dict[str, A
     if cfg.top_p is not None:
         params["top_p"] = cfg.top_p
 
+    plans = []  # per prompt: its messages and (model, samples, cache keys) per model it routes to
+    for messages in conversations:
+        by_model: dict[str, list[int]] = {}
+        for j, model in enumerate(route(cfg.models, cfg.seed, orjson.dumps(messages), cfg.n)):
+            by_model.setdefault(model, []).append(j)
+        requests = [
+            (m, samples, client.keys(m, messages, params, samples)) for m, samples in by_model.items()
+        ]
+        plans.append((messages, requests))
+    found = client.lookup([key for _, requests in plans for _, _, keys in requests for key in keys])
+
     async with client.open() as state:
 
-        async def one_prompt(messages: list[dict[str, str]]) -> list[dict[str, Any]]:
-            models = route(cfg.models, cfg.seed, orjson.dumps(messages), cfg.n)
-            by_model: dict[str, list[int]] = {}
-            for j, model in enumerate(models):
-                by_model.setdefault(model, []).append(j)
-            if len(by_model) == 1:
-                ((model, samples),) = by_model.items()
-                return await client.complete(state, model, messages, params, samples)
+        async def one_prompt(
+            messages: list[dict[str, Any]], requests: list[tuple[str, list[int], list[str]]]
+        ) -> list[dict[str, Any]]:
+            if len(requests) == 1:
+                ((model, samples, keys),) = requests
+                return await client.complete(state, model, messages, params, samples, keys, found)
             parts = await asyncio.gather(
-                *(client.complete(state, m, messages, params, samples) for m, samples in by_model.items())
+                *(
+                    client.complete(state, m, messages, params, samples, keys, found)
+                    for m, samples, keys in requests
+                )
             )
             records: list[dict[str, Any]] = [{}] * cfg.n
-            for samples, got in zip(by_model.values(), parts, strict=True):
+            for (_, samples, _), got in zip(requests, parts, strict=True):
                 for j, record in zip(samples, got, strict=True):
                     records[j] = record
             return records
 
-        results = await asyncio.gather(*(one_prompt(m) for m in conversations))
+        # A few workers over the batch rather than a task per prompt: the client's semaphore bounds
+        # what is in flight anyway, and a task per prompt costs more CPU than its request's parsing.
+        results: list[list[dict[str, Any]]] = [[] for _ in plans]
+        todo = iter(enumerate(plans))
+
+        async def worker() -> None:
+            for i, (messages, requests) in todo:
+                results[i] = await one_prompt(messages, requests)
+
+        await asyncio.gather(*(worker() for _ in range(min(len(plans), cfg.concurrency))))
 
     completions = [[r["text"] for r in rows] for rows in results]
     models_used = [[r["model"] for r in rows] for rows in results]
@@ -121,6 +142,8 @@ class Generator(Stage):
     ``cache_dir`` holds the request cache (default ``~/.cache/hfpref``; ``cache=False`` bypasses
     it); ``max_cost`` stops sending once that many USD are spent.
     """
+
+    function = staticmethod(_generate)
 
     def __new__(
         cls,
@@ -163,7 +186,7 @@ class Generator(Stage):
                 base_url=base_url, api_key_env=api_key_env, timeout_s=timeout_s, max_retries=max_retries
             )
         spec = GenerateSpec(config, provider, cache_dir, cache, max_cost)
-        return super().__new__(cls, _generate, spec)  # type: ignore[return-value]
+        return super().__new__(cls, spec)  # type: ignore[return-value]
 
     @classmethod
     def from_file(cls, path: str | None) -> Generator:

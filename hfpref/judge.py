@@ -325,6 +325,8 @@ class Judge(Stage):
     parameters are those of :class:`JudgeConfig`, plus endpoint, cache and budget as for Generator.
     """
 
+    function = staticmethod(_judge)
+
     def __new__(
         cls,
         models: Any = None,
@@ -370,7 +372,7 @@ class Judge(Stage):
         template = verdicts.load_template(config.prompt, config.mode)
         verdicts.check_template(template, config.mode)
         spec = JudgeSpec(config, template, provider, cache_dir, cache, max_cost)
-        return super().__new__(cls, _judge, spec)  # type: ignore[return-value]
+        return super().__new__(cls, spec)  # type: ignore[return-value]
 
     @classmethod
     def from_file(cls, path: str | None) -> Judge:

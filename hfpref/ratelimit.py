@@ -16,8 +16,8 @@ from __future__ import annotations
 import asyncio
 import collections
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable
+from types import TracebackType
 
 Clock = Callable[[], float]
 Sleep = Callable[[float], Awaitable[None]]
@@ -63,15 +63,9 @@ class ModelLimiter:
         self._paused_until = 0.0
         self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
 
-    @asynccontextmanager
-    async def slot(self, tokens: int = 0) -> AsyncIterator[None]:
+    def slot(self, tokens: int = 0) -> _Slot:
         """Hold one request slot; ``tokens`` is the request's estimated token count for ``tpm``."""
-        await self._enter()
-        try:
-            await self._admit(tokens)
-            yield
-        finally:
-            self._leave()
+        return _Slot(self, tokens)
 
     async def _enter(self) -> None:
         if self.in_flight < int(self.cap) and not self._waiters:
@@ -134,3 +128,27 @@ class ModelLimiter:
         self.cap = max(1.0, min(self.cap, float(self.in_flight)) / 2.0)
         if retry_after:
             self._paused_until = max(self._paused_until, self.clock() + retry_after)
+
+
+class _Slot:
+    """``async with limiter.slot(tokens):`` (a plain class: this runs once per request)."""
+
+    __slots__ = ("limiter", "tokens")
+
+    def __init__(self, limiter: ModelLimiter, tokens: int) -> None:
+        self.limiter = limiter
+        self.tokens = tokens
+
+    async def __aenter__(self) -> None:
+        limiter = self.limiter
+        await limiter._enter()
+        try:
+            await limiter._admit(self.tokens)
+        except BaseException:
+            limiter._leave()
+            raise
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.limiter._leave()

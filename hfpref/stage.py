@@ -29,10 +29,15 @@ _CLIENTS: dict[str, ChatClient] = {}
 
 
 class Stage(functools.partial):  # type: ignore[type-arg]
-    """Base of the ready-to-map stage objects: ``partial(async_fn, spec)`` with a readable repr."""
+    """Base of the ready-to-map stage objects: ``partial(async_fn, spec)`` with a readable repr.
 
-    def __new__(cls, fn: Callable[..., Any], spec: Any) -> Stage:
-        return super().__new__(cls, fn, spec)
+    A subclass sets ``function`` to its ``async def (spec, batch)``.
+    """
+
+    function: Callable[..., Any]
+
+    def __new__(cls, spec: Any) -> Stage:
+        return super().__new__(cls, cls.function, spec)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:  # arguments were consumed by __new__
         pass
@@ -42,14 +47,16 @@ class Stage(functools.partial):  # type: ignore[type-arg]
         return self.args[0]
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (_rebuild, (type(self), self.func, self.spec))
+        # The class by reference and the spec by value: pickling for ``num_proc`` stays small, and
+        # datasets' fingerprint (dill, which serialises a function's code) skips the stage's code.
+        return (_rebuild, (type(self), self.spec))
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.spec!r})"
 
 
-def _rebuild(cls: type[Stage], fn: Callable[..., Any], spec: Any) -> Stage:
-    return Stage.__new__(cls, fn, spec)
+def _rebuild(cls: type[Stage], spec: Any) -> Stage:
+    return Stage.__new__(cls, spec)
 
 
 def new_run_id() -> str:
