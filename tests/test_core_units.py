@@ -198,6 +198,40 @@ def test_cache_key_depends_on_what_decides_the_answer(tmp_path: Path) -> None:
     assert RequestCache(None).get(base) is None
 
 
+def test_answers_are_committed_by_the_end_of_the_loop_turn(tmp_path: Path) -> None:
+    path = tmp_path / "c.sqlite"
+    cache, reader = RequestCache(path), RequestCache(path)  # the reader stands for a later process
+
+    async def turn() -> tuple[dict, dict]:
+        cache.put_soon([("k1", {"text": "a"})])
+        cache.put_soon([("k2", {"text": "b"})])  # same turn: the same transaction
+        before = reader.get_many(["k1", "k2"])
+        await asyncio.sleep(0)  # the loop's next turn runs the flush before anything else
+        return before, reader.get_many(["k1", "k2"])
+
+    before, after = asyncio.run(turn())
+    assert before == {}
+    assert after == {"k1": {"text": "a"}, "k2": {"text": "b"}}
+
+    # A loop stopped before its turn ended (datasets' run_until_complete): the next put, on another
+    # loop, commits what the old loop held; close() commits the rest.
+    async def put(key: str, stop: bool = False) -> None:
+        if stop:
+            asyncio.get_running_loop().stop()  # the loop ends with this turn, before the flush
+        cache.put_soon([(key, {"text": key})])
+
+    first = asyncio.new_event_loop()
+    first.run_until_complete(put("k3", stop=True))
+    assert reader.get("k3") is None
+    second = asyncio.new_event_loop()
+    second.run_until_complete(put("k4"))
+    assert reader.get("k3") == {"text": "k3"}
+    cache.close()
+    assert reader.get("k4") == {"text": "k4"}
+    first.close()
+    second.close()
+
+
 def test_budget_is_shared_through_its_file(tmp_path: Path) -> None:
     a = Budget(1.0, tmp_path / "b.sqlite", "run")
     b = Budget(1.0, tmp_path / "b.sqlite", "run")  # e.g. a second num_proc worker
