@@ -49,7 +49,7 @@ def default_session(concurrency: int, timeout_s: float) -> aiohttp.ClientSession
     connector = aiohttp.TCPConnector(limit=concurrency, limit_per_host=0, ttl_dns_cache=300)
     return aiohttp.ClientSession(
         connector=connector,
-        timeout=aiohttp.ClientTimeout(total=timeout_s, connect=min(30.0, timeout_s)),
+        timeout=aiohttp.ClientTimeout(total=timeout_s, sock_connect=min(30.0, timeout_s)),
         headers={"Content-Type": "application/json", "X-Title": "hfpref"},
         json_serialize=lambda obj: orjson.dumps(obj).decode(),
     )
