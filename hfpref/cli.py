@@ -2,16 +2,59 @@
 
 from __future__ import annotations
 
-import sys
-from typing import Any
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import IO, Any
 
 import click
 
 from hfpref.config import BudgetConfig, GenerateConfig, JudgeConfig, ProviderConfig, RunConfig, help_for
 from hfpref.errors import HfprefError
 
+INTERRUPTED = "hfpref: interrupted; finished requests are cached, run the same command to resume"
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+
+class OneLineError(click.ClickException):
+    """What every failure of a command becomes: one line on stderr and an exit code."""
+
+    def __init__(self, line: str, exit_code: int) -> None:
+        super().__init__(line)
+        self.exit_code = exit_code
+
+    def show(self, file: IO[Any] | None = None) -> None:
+        click.echo(self.message, err=True)
+
+
+@contextmanager
+def _one_line_errors() -> Iterator[None]:
+    """hfpref errors, usage errors and Ctrl-C as one line each (exit code 1 or 2, 2, 130)."""
+    try:
+        yield
+    except click.exceptions.NoArgsIsHelpError:
+        raise  # `hfpref` alone prints the help
+    except click.UsageError as exc:
+        where = f" (see '{exc.ctx.command_path} --help')" if exc.ctx else ""
+        message = " ".join(exc.format_message().split())
+        raise OneLineError(f"hfpref: error: {message}{where}", 2) from None
+    except HfprefError as exc:
+        raise OneLineError(f"hfpref: error: {exc}", exc.exit_code) from None
+    except KeyboardInterrupt:
+        raise OneLineError(INTERRUPTED, 130) from None
+
+
+class _Cli(click.Group):
+    """The ``hfpref`` group: run by :func:`main` or by click's ``CliRunner``, errors are one line."""
+
+    def make_context(self, *args: Any, **kwargs: Any) -> click.Context:
+        with _one_line_errors():
+            return super().make_context(*args, **kwargs)
+
+    def invoke(self, ctx: click.Context) -> Any:
+        with _one_line_errors():
+            return super().invoke(ctx)
+
+
+@click.group(name="hfpref", cls=_Cli, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="hfpref")
 def cli() -> None:
     """Prompts to preference data to trained models, on Hugging Face datasets, the Hub and TRL."""
@@ -312,20 +355,5 @@ def train_command(
 
 
 def main() -> None:
-    """Console entry point: hfpref errors become one line on stderr and an exit code."""
-    try:
-        cli.main(standalone_mode=False)
-    except click.exceptions.Abort:
-        click.echo("hfpref: aborted", err=True)
-        sys.exit(130)
-    except click.ClickException as exc:
-        exc.show()
-        sys.exit(2)
-    except HfprefError as exc:
-        click.echo(f"hfpref: error: {exc}", err=True)
-        sys.exit(exc.exit_code)
-    except KeyboardInterrupt:
-        click.echo(
-            "hfpref: interrupted; finished requests are cached, run the same command to resume", err=True
-        )
-        sys.exit(130)
+    """Console entry point: every error is one line on stderr, exit code 1 (failure) or 2 (usage)."""
+    cli.main(prog_name="hfpref")

@@ -8,7 +8,11 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import tomllib
+import types
+import typing
+import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,6 +24,7 @@ DEFAULT_LOCAL_MODEL = "local:Qwen/Qwen2.5-0.5B-Instruct"
 KEY_REQUIRED_HOSTS = ("openrouter.ai", "api.openai.com")
 DEFAULT_PROVIDER_MODEL = "openai/gpt-4o-mini"
 API_KEY_ENVS = ("HFPREF_API_KEY", "OPENROUTER_API_KEY", "OPENAI_API_KEY")
+ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
 def _help(text: str, default: Any = dataclasses.MISSING, **kwargs: Any) -> Any:
@@ -39,6 +44,26 @@ def cache_root() -> Path:
         return Path(os.environ["HFPREF_CACHE"]).expanduser()
     xdg = os.environ.get("XDG_CACHE_HOME")
     return (Path(xdg).expanduser() if xdg else Path.home() / ".cache") / "hfpref"
+
+
+def check_url(value: Any, where: str) -> None:
+    """An endpoint must be an http(s) URL with a host (``http://127.0.0.1:8000/v1``)."""
+    if value is None:
+        return
+    parts = urllib.parse.urlsplit(value) if isinstance(value, str) else None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ConfigError(
+            f"{where}: expected an http(s) URL such as https://openrouter.ai/api/v1, got {value!r}"
+        )
+
+
+def check_env_name(value: Any, where: str) -> None:
+    """``api_key_env`` names a variable; the value is never echoed, as it may be the key pasted by mistake."""
+    if value is not None and (not isinstance(value, str) or not ENV_NAME.match(value)):
+        raise ConfigError(
+            f"{where}: expected the name of an environment variable (like OPENROUTER_API_KEY), "
+            "not the key itself or another value"
+        )
 
 
 def env_api_key(env_name: str | None) -> str | None:
@@ -100,6 +125,8 @@ class ModelSpec:
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int | float) or value < 0):
                 raise ConfigError(f"model {self.id}: {name} must be a non-negative number, got {value!r}")
+        check_env_name(self.api_key_env, f"model {self.id}: api_key_env")
+        check_url(self.base_url, f"model {self.id}: base_url")
 
     @property
     def is_local(self) -> bool:
@@ -150,6 +177,8 @@ class ProviderConfig:
     max_retries: int = _help("Retries of a request after 429, 5xx, timeouts or dropped connections.", 8)
 
     def __post_init__(self) -> None:
+        check_env_name(self.api_key_env, "provider.api_key_env")
+        check_url(self.base_url, "provider.base_url")
         if self.timeout_s <= 0:
             raise ConfigError(f"provider.timeout_s must be > 0, got {self.timeout_s!r}")
         if not isinstance(self.max_retries, int) or self.max_retries < 0:
@@ -157,6 +186,7 @@ class ProviderConfig:
 
     def endpoint(self, spec: ModelSpec) -> str:
         url = spec.base_url or self.base_url or os.environ.get("HFPREF_BASE_URL") or OPENROUTER_URL
+        check_url(url, "HFPREF_BASE_URL")  # the others were checked when set
         return url.rstrip("/")
 
     def key_env(self, spec: ModelSpec) -> str | None:
@@ -300,6 +330,24 @@ class RunConfig:
     budget: BudgetConfig = field(default_factory=BudgetConfig)
 
 
+SCALAR_TYPES = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
+
+
+def _fits(value: Any, kind: type) -> bool:
+    if kind is bool or isinstance(value, bool):
+        return kind is bool and isinstance(value, bool)
+    return isinstance(value, int | float) if kind is float else isinstance(value, kind)
+
+
+def _check_type(section: str, name: str, annotation: Any, value: Any) -> None:
+    """A TOML value of the wrong type for a scalar field (``[judge] swap = "yes"``) is a ConfigError."""
+    kinds = typing.get_args(annotation) if isinstance(annotation, types.UnionType) else (annotation,)
+    scalars = [kind for kind in kinds if kind in SCALAR_TYPES]  # lists and tables: checked by their class
+    if scalars and not any(_fits(value, kind) for kind in scalars):
+        wanted = " or ".join(SCALAR_TYPES[kind] for kind in scalars)
+        raise ConfigError(f"[{section}] {name}: expected {wanted}, got {value!r}")
+
+
 def _build(cls: type, table: Any, section: str) -> Any:
     if not isinstance(table, dict):
         raise ConfigError(f"[{section}] must be a table, got {table!r}")
@@ -307,6 +355,9 @@ def _build(cls: type, table: Any, section: str) -> Any:
     unknown = sorted(set(table) - names)
     if unknown:
         raise ConfigError(f"[{section}]: unknown key(s) {unknown}; expected some of {sorted(names)}")
+    hints = typing.get_type_hints(cls)
+    for name, value in table.items():
+        _check_type(section, name, hints[name], value)
     try:
         return cls(**table)
     except TypeError as exc:

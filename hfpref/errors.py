@@ -16,6 +16,7 @@ Exception tree (the CLI prints ``str(error)`` on one line and exits with ``exit_
     │   └── MalformedResponseError           an answer that is not the expected JSON: retried
     ├── BudgetExceededError          exit 1  ``max_cost`` reached; finished rows are kept
     ├── HubError                     exit 1  pushing to or reading from the Hub failed
+    │   └── RepoIdError              exit 2  a repo id that is not NAMESPACE/NAME
     └── TrainError                   exit 1  training could not start or failed
 
 Secrets: every API key hfpref reads is registered with :func:`register_secret`, and every error
@@ -77,6 +78,10 @@ class BudgetExceededError(HfprefError):
 
 class HubError(HfprefError):
     pass
+
+
+class RepoIdError(HubError):
+    exit_code = 2
 
 
 class TrainError(HfprefError):

@@ -13,6 +13,7 @@ Targets (each writes ``OUT/CONFIG/SPLIT.jsonl``):
 from __future__ import annotations
 
 import os
+import tempfile
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -37,12 +38,25 @@ Row = dict[str, Any]
 
 
 def _read(files: list[Path]) -> list[Row]:
+    """The rows of ``files``; :class:`InputError` naming the first shard that is not readable parquet."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     if not files:
         return []
-    return pa.concat_tables([pq.read_table(f) for f in files]).to_pylist()
+    tables = []
+    for path in files:
+        try:
+            tables.append(pq.read_table(path))
+        except (pa.ArrowException, OSError) as exc:
+            reason = str(exc).splitlines()[0].rsplit("': ", 1)[-1]  # without "Could not open '{path}': "
+            raise InputError(
+                f"{path}: not a readable parquet shard ({reason}); rewrite it with hfpref curate"
+            ) from None
+    try:
+        return pa.concat_tables(tables).to_pylist()
+    except pa.ArrowInvalid as exc:
+        raise InputError(f"{files[0].parent}: its shards have different columns ({exc})") from None
 
 
 def _messages(prompt: Any) -> list[dict[str, Any]]:
@@ -92,7 +106,9 @@ def _write_jsonl(path: Path, rows: Iterable[Row]) -> None:
 def export(folder: str | os.PathLike[str], to: str, out: str | os.PathLike[str]) -> list[Path]:
     """Write the configs of ``folder`` that ``to`` (nemo-rl, axolotl, jsonl) understands to ``OUT/CONFIG/SPLIT.jsonl``.
 
-    Returns the files written. Raises :class:`InputError` when the folder has no config ``to`` can use.
+    Returns the files written. Raises :class:`InputError` when the folder has no config ``to`` can use or a
+    shard cannot be read. Every file is written to a temporary folder beside ``out`` first and moved into
+    ``out`` only when all are complete, so a failed export leaves ``out`` as it was.
     """
     if to not in TARGETS:
         raise InputError(f"--to {to!r}: expected one of {', '.join(TARGETS)}")
@@ -103,15 +119,23 @@ def export(folder: str | os.PathLike[str], to: str, out: str | os.PathLike[str])
         raise InputError(
             f"{folder}: no config {to} can use (it reads {', '.join(converters or [])}; has {list(configs)})"
         )
-    written = []
-    for name in usable:
-        convert = converters[name] if converters else None
-        for split, files in configs[name].items():
-            rows = _read(files)
-            path = Path(out) / name / f"{split}.jsonl"
-            _write_jsonl(path, map(convert, rows) if convert else rows)
-            written.append(path)
-    return written
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise InputError(
+            f"{out}: exists and is not a folder; -o takes the folder to write CONFIG/SPLIT.jsonl in"
+        )
+    out.parent.mkdir(parents=True, exist_ok=True)
+    relative = [Path(name) / f"{split}.jsonl" for name in usable for split in configs[name]]
+    with tempfile.TemporaryDirectory(dir=out.parent, prefix=f".{out.name}.") as tmp:
+        for name in usable:
+            convert = converters[name] if converters else None
+            for split, files in configs[name].items():
+                rows = _read(files)
+                _write_jsonl(Path(tmp) / name / f"{split}.jsonl", map(convert, rows) if convert else rows)
+        for path in relative:
+            (out / path).parent.mkdir(parents=True, exist_ok=True)
+            os.replace(Path(tmp) / path, out / path)
+    return [out / path for path in relative]
 
 
 @dataclass(frozen=True)
@@ -196,7 +220,11 @@ def validate_folder(folder: str | os.PathLike[str]) -> list[Finding]:
                     Finding("error", f"{name}/{split}", "the card names this split but no file matches")
                 )
                 continue
-            rows = _read(files)
+            try:
+                rows = _read(files)
+            except InputError as exc:
+                findings.append(Finding("error", f"{name}/{split}", str(exc)))
+                continue
             if not rows:
                 findings.append(Finding("error", f"{name}/{split}", "no rows"))
             findings.extend(_row_findings(name, split, rows))

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from hfpref.card import REPO_PLACEHOLDER, license_text, merge_card
-from hfpref.errors import HubError, InputError, register_secret
+from hfpref.errors import HubError, InputError, RepoIdError, register_secret
 from hfpref.folder import CARD_FILE, folder_configs, read_provenance
 
 if TYPE_CHECKING:
@@ -38,16 +38,17 @@ def is_repo_id(text: str) -> bool:
 
 
 def check_repo_id(repo_id: str) -> str:
-    """``repo_id`` when it is ``NAMESPACE/NAME``, else a :class:`HubError` saying so."""
+    """``repo_id`` when it is ``NAMESPACE/NAME``, else a :class:`RepoIdError` (a usage error) saying so."""
     if not is_repo_id(repo_id):
-        raise HubError(f"invalid repo id {repo_id!r}: expected NAMESPACE/NAME, e.g. alice/my-prefs")
+        raise RepoIdError(f"invalid repo id {repo_id!r}: expected NAMESPACE/NAME, e.g. alice/my-prefs")
     return repo_id
 
 
 @contextmanager
 def hub_errors(repo_id: str) -> Iterator[None]:
-    """Turn huggingface_hub's errors for ``repo_id`` into one-line :class:`HubError`."""
+    """Turn huggingface_hub's errors for ``repo_id`` into one-line :class:`HubError` (the token redacted)."""
     import httpx2
+    from huggingface_hub import get_token
     from huggingface_hub.errors import (
         HfHubHTTPError,
         OfflineModeIsEnabled,
@@ -55,6 +56,7 @@ def hub_errors(repo_id: str) -> Iterator[None]:
         RevisionNotFoundError,
     )
 
+    register_secret(get_token())  # the ambient token; push() also registers the one it is given
     try:
         yield
     except RevisionNotFoundError:

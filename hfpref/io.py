@@ -1,18 +1,25 @@
 """Read and write row files for every stage: `.jsonl`, `.json`, `.parquet`, `.csv`, `save_to_disk` folders, Hub ids.
 
 ``load_rows`` takes a local file (by extension), a ``save_to_disk`` folder, or a Hub dataset id
-(``user/name`` or ``hf://datasets/user/name``). ``save_rows`` writes by extension; a path without
-one is a ``save_to_disk`` folder, and only an explicit ``hf://datasets/user/name`` pushes to the Hub,
-so that a typo in a local path never publishes data.
+(``user/name`` or ``hf://datasets/user/name``); text files must be UTF-8. ``save_rows`` writes by
+extension; a path without one is a ``save_to_disk`` folder, and only an explicit
+``hf://datasets/user/name`` pushes to the Hub, so that a typo in a local path never publishes data.
+A local output is written under a temporary name and renamed into place when complete, so a failed
+or killed write never leaves a file that looks finished. :func:`check_output` checks an output path
+before a command spends anything on producing its rows.
 """
 
 from __future__ import annotations
 
+import codecs
+import itertools
 import os
+import shutil
+import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from hfpref.errors import InputError
+from hfpref.errors import HfprefError, InputError
 
 if TYPE_CHECKING:
     from datasets import Dataset
@@ -43,6 +50,38 @@ def _pick_split(loaded: object, source: str, split: str) -> Dataset:
     raise InputError(f"{source}: has splits {sorted(loaded)}, none named {split!r}")
 
 
+def _check_text(path: Path) -> None:
+    """A one-line error for a text file that is not UTF-8 (naming its first bad line) or holds no rows.
+    Reads in blocks, so a file of one huge line costs no more memory than a short one."""
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    line, blank = 1, True
+    with path.open("rb") as fh:
+        for block in itertools.chain(iter(lambda: fh.read(1 << 20), b""), [None]):  # None: the end
+            try:
+                text = decoder.decode(block or b"", final=block is None)
+            except UnicodeDecodeError as exc:
+                line += exc.object.count(b"\n", 0, exc.start)
+                raise InputError(
+                    f"{path}: line {line} is not UTF-8 text (byte 0x{exc.object[exc.start]:02x}); "
+                    "save the file as UTF-8"
+                ) from None
+            line += text.count("\n")
+            blank = blank and not text.strip()
+    if blank:
+        raise InputError(f"{path}: the file is empty (no rows)")
+
+
+def _check_parquet(path: Path) -> None:
+    """A one-line error for a file that is not parquet (before datasets logs its own error about it)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        pq.read_metadata(path)
+    except (pa.ArrowException, OSError) as exc:
+        raise InputError(f"{path}: not a readable parquet file ({str(exc).splitlines()[0]})") from None
+
+
 def load_rows(source: str | os.PathLike[str], *, split: str = "train") -> Dataset:
     """Load the rows of ``source``: a `.jsonl/.json/.parquet/.csv` file, a ``save_to_disk`` folder or a Hub id.
 
@@ -65,6 +104,10 @@ def load_rows(source: str | os.PathLike[str], *, split: str = "train") -> Datase
             raise InputError(
                 f"{text}: unknown file type {path.suffix or '(none)'!r}; expected .jsonl, .json, .parquet or .csv"
             )
+        if builder == "parquet":
+            _check_parquet(path)
+        else:
+            _check_text(path)
         try:
             return datasets.load_dataset(builder, data_files=str(path), split="train")
         except (ValueError, datasets.exceptions.DatasetGenerationError) as exc:
@@ -86,14 +129,95 @@ def load_rows(source: str | os.PathLike[str], *, split: str = "train") -> Datase
         ) from None
 
 
-def save_rows(ds: Dataset, destination: str | os.PathLike[str]) -> Path | str:
-    """Write ``ds`` by extension (`.jsonl`, `.json`, `.parquet`, `.csv`), to a ``save_to_disk`` folder, or to
-    the Hub for ``hf://datasets/user/name``. Returns the path (or repo id) written."""
+def _is_saved_dataset(path: Path) -> bool:
+    return any((path / name).exists() for name in ("dataset_info.json", "dataset_dict.json", "state.json"))
+
+
+def check_output(destination: str | os.PathLike[str], *, nested: bool = False) -> None:
+    """Raise :class:`InputError` now, before any row is produced, when ``destination`` cannot be written:
+    an unknown extension, CSV for rows with list columns (``nested``), a folder where a file is meant (or
+    the reverse), a folder that is not a saved dataset, or a place that refuses files."""
     text = os.fspath(destination)
     if text.startswith(HUB_PREFIX):
-        repo_id = _hub_id(text)
-        if repo_id is None:
+        if _hub_id(text) is None:
             raise InputError(f"{text}: expected hf://datasets/NAMESPACE/NAME")
+        return
+    path = Path(text)
+    suffix = path.suffix.lower()
+    if suffix and suffix not in FILE_BUILDERS:
+        raise InputError(
+            f"{text}: unknown file type {suffix!r}; expected .jsonl, .json, .parquet, .csv or a folder"
+        )
+    if suffix == ".csv" and nested:
+        raise InputError(f"{text}: CSV cannot hold the list columns these rows have; use .jsonl or .parquet")
+    if suffix and path.is_dir():
+        raise InputError(f"{text}: is a folder; expected the path of a {suffix} file to write")
+    if not suffix and path.exists():
+        if not path.is_dir():
+            raise InputError(
+                f"{text}: exists and is not a folder (a path without an extension is a dataset folder)"
+            )
+        if any(path.iterdir()) and not _is_saved_dataset(path):
+            raise InputError(
+                f"{text}: a non-empty folder that is not a saved dataset; refusing to replace it"
+            )
+    existing = path.absolute().parent
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise InputError(f"{text}: cannot write there, {existing} is a file and not a folder")
+    try:
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as exc:
+        raise InputError(f"{text}: cannot write in {existing} ({exc.strerror or exc})") from None
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir():
+        shutil.rmtree(path, ignore_errors=True)
+    elif path.exists():
+        path.unlink()
+
+
+def _write_local(ds: Dataset, path: Path, suffix: str) -> None:
+    """Write ``ds`` under a temporary name beside ``path``, then rename it into place (a folder replaces
+    the old one)."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    old = path.with_name(f".{path.name}.{os.getpid()}.old")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if suffix == ".parquet":
+            ds.to_parquet(str(tmp))
+        elif suffix in (".jsonl", ".json"):
+            ds.to_json(str(tmp), lines=suffix == ".jsonl", force_ascii=False)
+        elif suffix == ".csv":
+            ds.to_csv(str(tmp), index=False)
+        else:
+            ds.save_to_disk(str(tmp))
+            if path.is_dir():
+                path.rename(old)
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise HfprefError(
+            f"{path}: cannot write it ({exc.strerror or exc}); nothing was written there"
+        ) from None
+    finally:
+        if old.exists() and not path.exists():  # interrupted between the two renames: put it back
+            old.rename(path)
+        _remove(tmp)
+        _remove(old)
+
+
+def save_rows(ds: Dataset, destination: str | os.PathLike[str]) -> Path | str:
+    """Write ``ds`` by extension (`.jsonl`, `.json`, `.parquet`, `.csv`), to a ``save_to_disk`` folder, or to
+    the Hub for ``hf://datasets/user/name``. Returns the path (or repo id) written.
+
+    A local output appears complete or not at all: it is written under a temporary name and renamed."""
+    text = os.fspath(destination)
+    check_output(text)
+    if text.startswith(HUB_PREFIX):
+        repo_id = text.removeprefix(HUB_PREFIX)
         from hfpref.hub import hub_errors
 
         with hub_errors(repo_id):
@@ -101,22 +225,11 @@ def save_rows(ds: Dataset, destination: str | os.PathLike[str]) -> Path | str:
         return repo_id
     path = Path(text)
     suffix = path.suffix.lower()
-    if suffix and suffix not in FILE_BUILDERS:
-        raise InputError(
-            f"{text}: unknown file type {suffix!r}; expected .jsonl, .json, .parquet, .csv or a folder"
-        )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if suffix == ".parquet":
-        ds.to_parquet(str(path))
-    elif suffix in (".jsonl", ".json"):
-        ds.to_json(str(path), lines=suffix == ".jsonl", force_ascii=False)
-    elif suffix == ".csv":
+    if suffix == ".csv":
         from datasets import Value
 
         nested = [name for name, feature in ds.features.items() if not isinstance(feature, Value)]
         if nested:
             raise InputError(f"{text}: CSV cannot hold list/struct columns {nested}; use .jsonl or .parquet")
-        ds.to_csv(str(path), index=False)
-    else:
-        ds.save_to_disk(str(path))
+    _write_local(ds, path, suffix)
     return path

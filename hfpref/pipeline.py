@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from hfpref.config import RunConfig, parse_models
-from hfpref.errors import BudgetExceededError, ConfigError, InputError
+from hfpref.errors import BudgetExceededError, ConfigError, HfprefError, InputError
 from hfpref.stage import prompt_column, read_text_file, to_messages
 
 MAP_BATCH_SIZE = 256
@@ -52,15 +52,32 @@ def apply_generate_flags(run: RunConfig, flags: dict[str, Any]) -> None:
     _apply_client_flags(run, flags)
 
 
-def check_prompts(ds: Any, configured: str | None, system_prompt: str | None = None) -> str:
-    """Check every prompt of ``ds`` before anything is sent; errors name the absolute row."""
+def _check_completions(completions: Any, where: str) -> None:
+    if not isinstance(completions, list) or not all(c is None or isinstance(c, str) for c in completions):
+        raise InputError(
+            f"{where}: column 'completions' must be a list of strings or nulls, got {completions!r:.80}"
+        )
+
+
+def check_prompts(
+    ds: Any, configured: str | None, system_prompt: str | None = None, *, completions: bool = False
+) -> str:
+    """Check every prompt of ``ds`` (and with ``completions``, every completions list) before anything is
+    sent; errors name the absolute row."""
     column = prompt_column(ds.column_names, configured)
+    if completions and "completions" not in ds.column_names:
+        raise InputError(
+            f"no 'completions' column to judge (run hfpref generate first); columns are {ds.column_names}"
+        )
     ids = "id" in ds.column_names
+    read = [column, *(["id"] if ids else []), *(["completions"] if completions else [])]
     offset = 0
-    for batch in ds.iter(batch_size=10_000):
+    for batch in ds.select_columns(read).iter(batch_size=10_000):
         for i, prompt in enumerate(batch[column]):
             where = f"row {offset + i}" + (f" (id={batch['id'][i]!r})" if ids else "")
             to_messages(prompt, where, column, system_prompt)
+            if completions:
+                _check_completions(batch["completions"][i], where)
         offset += len(batch[column])
     if offset == 0:
         raise InputError("the input has no rows")
@@ -81,6 +98,10 @@ def generation_report(rows: Iterable[list[dict[str, Any]]]) -> tuple[int, int, l
     return total, failed, budget
 
 
+def _first_error(generation: Iterable[list[dict[str, Any]]]) -> str:
+    return next(r["error"] for records in generation for r in records if r.get("error"))
+
+
 def generate_file(
     input_path: str,
     output: str,
@@ -91,7 +112,7 @@ def generate_file(
     num_proc: int | None = None,
 ) -> Any:
     from hfpref.generate import Generator
-    from hfpref.io import load_rows, save_rows
+    from hfpref.io import check_output, load_rows, save_rows
 
     gen = Generator(
         config=run.generate,
@@ -100,6 +121,7 @@ def generate_file(
         cache_dir=cache_dir,
         cache=use_cache,
     )
+    check_output(output, nested=True)
     ds = load_rows(input_path)
     check_prompts(ds, run.generate.prompt_column, run.generate.system_prompt)
     out = ds.map(
@@ -110,8 +132,13 @@ def generate_file(
         load_from_cache_file=False,
         desc="hfpref generate",
     )
-    save_rows(out, output)
     total, failed, budget = generation_report(out["generation"])
+    if failed == total:  # nothing worth keeping: no output that looks like a result
+        first = _first_error(out["generation"])
+        raise (BudgetExceededError if budget else HfprefError)(
+            f"no completion succeeded, nothing written to {output}; the first error: {first}"
+        )
+    save_rows(out, output)
     if budget:
         raise BudgetExceededError(
             f"{budget[0]}; {total - failed} of {total} completions are in {output}, "
@@ -162,11 +189,7 @@ def _map_judge(ds: Any, run: RunConfig, max_cost: float | None, **options: Any) 
     from hfpref.judge import Judge
 
     judge = Judge(config=run.judge, provider=run.provider, max_cost=max_cost, **options.pop("client", {}))
-    prompt_column(ds.column_names, None)
-    if "completions" not in ds.column_names:
-        raise InputError(
-            f"no 'completions' column to judge (run hfpref generate first); columns are {ds.column_names}"
-        )
+    check_prompts(ds, None, completions=True)
     return ds.map(
         judge,
         batched=True,
@@ -190,9 +213,10 @@ def judge_file(
     cache_dir: str | None = None,
     num_proc: int | None = None,
 ) -> Any:
-    from hfpref.io import load_rows, save_rows
+    from hfpref.io import check_output, load_rows, save_rows
     from hfpref.judge import judge_statistics
 
+    check_output(output, nested=True)
     ds = load_rows(input_path)
     out = _map_judge(
         ds,
@@ -230,9 +254,19 @@ def run_pipeline(
             f"{budget[0]} during generation; no folder written: rerun with a higher budget "
             f"(the {total - failed} finished completions are cached)"
         )
+    if failed == total:
+        first = _first_error(generated["generation"])
+        raise HfprefError(f"no completion succeeded, no folder written; the first error: {first}")
     spent = _cost(generated["generation"])
     remaining = None if run.budget.max_cost_usd is None else max(0.0, run.budget.max_cost_usd - spent)
     judged = _map_judge(generated, run, remaining, client=client)
+    judge_spent = sum(row["cost"] or 0.0 for row in judged["judge"])
+    if remaining is not None and judge_spent >= remaining:  # later judge requests were not sent
+        raise BudgetExceededError(
+            f"budget of ${run.budget.max_cost_usd:g} reached during judging "
+            f"(${spent + judge_spent:.4f} spent); no folder written: rerun with a higher budget "
+            "(finished requests are cached)"
+        )
     jstats = judge_statistics(judged["judge"], judged["scores"])
     gen = run.generate
     provenance = {
@@ -292,14 +326,14 @@ def describe_config(run: RunConfig) -> str:
 
 
 def validate_folder_cli(folder: str) -> None:
-    """Print every finding of :func:`hfpref.export.validate_folder`; any error makes the exit code 1."""
-    from hfpref.errors import HfprefError
+    """Print every finding of :func:`hfpref.export.validate_folder` (on stdout, like a linter); any error
+    makes the exit code 1, with one line on stderr."""
     from hfpref.export import validate_folder
 
     findings = validate_folder(folder)
     for finding in findings:
-        print(f"{finding.level}: {finding.where}: {finding.message}", file=sys.stderr)
+        print(finding)
     errors = sum(f.level == "error" for f in findings)
     if errors:
-        raise HfprefError(f"{folder}: {errors} error(s) found")
+        raise HfprefError(f"{folder}: {errors} error(s) found (listed above)")
     print(f"ok: {folder} ({len(findings)} warning(s))")
