@@ -39,7 +39,7 @@ from hfpref.errors import (
     provider_error,
 )
 from hfpref.progress import Stats
-from hfpref.ratelimit import Clock, ModelLimiter, Sleep
+from hfpref.ratelimit import Backlog, Clock, ModelLimiter, Sleep
 
 SessionFactory = Callable[[int, float], aiohttp.ClientSession]
 MAX_RETRY_AFTER_S = 600.0
@@ -96,6 +96,7 @@ class _LoopState:
     session: aiohttp.ClientSession
     semaphore: asyncio.Semaphore
     limiters: dict[str, ModelLimiter]
+    backlog: Backlog
     users: int = 0
 
 
@@ -147,6 +148,7 @@ class ChatClient:
                     s.id: ModelLimiter(self.concurrency, s.rpm, s.tpm, sleep=self.sleep, **limiter_args)
                     for s in self.models
                 },
+                backlog=Backlog(2 * self.concurrency),
             )
             self._loops[loop] = state
         state.users += 1

@@ -19,6 +19,7 @@ from typing import Any
 
 import orjson
 
+from hfpref.client import ChatClient
 from hfpref.config import (
     GenerateConfig,
     ModelSpec,
@@ -60,6 +61,25 @@ def route(models: list[ModelSpec], seed: int, prompt_key: bytes, n: int) -> list
     return [random.Random(f"{seed}:{digest}:{j}").choices(ids, weights)[0] for j in range(n)]
 
 
+_Request = tuple[str, list[int], list[str]]  # model, sample indices, their cache keys
+
+
+def _plan(
+    client: ChatClient, cfg: GenerateConfig, conversations: list[list[dict[str, Any]]], params: dict[str, Any]
+) -> list[tuple[list[dict[str, Any]], list[_Request]]]:
+    """Per prompt: its messages and one request per model its completions are routed to."""
+    plans = []
+    for messages in conversations:
+        by_model: dict[str, list[int]] = {}
+        for j, model in enumerate(route(cfg.models, cfg.seed, orjson.dumps(messages), cfg.n)):
+            by_model.setdefault(model, []).append(j)
+        requests = [
+            (m, samples, client.keys(m, messages, params, samples)) for m, samples in by_model.items()
+        ]
+        plans.append((messages, requests))
+    return plans
+
+
 async def _generate(spec: GenerateSpec, batch: Mapping[str, Any]) -> dict[str, Any]:
     cfg = spec.config
     column = prompt_column(batch.keys(), cfg.prompt_column)
@@ -82,47 +102,46 @@ async def _generate(spec: GenerateSpec, batch: Mapping[str, Any]) -> dict[str, A
     if cfg.top_p is not None:
         params["top_p"] = cfg.top_p
 
-    plans = []  # per prompt: its messages and (model, samples, cache keys) per model it routes to
-    for messages in conversations:
-        by_model: dict[str, list[int]] = {}
-        for j, model in enumerate(route(cfg.models, cfg.seed, orjson.dumps(messages), cfg.n)):
-            by_model.setdefault(model, []).append(j)
-        requests = [
-            (m, samples, client.keys(m, messages, params, samples)) for m, samples in by_model.items()
-        ]
-        plans.append((messages, requests))
-    found = client.lookup([key for _, requests in plans for _, _, keys in requests for key in keys])
-
     async with client.open() as state:
+        await state.backlog.admit(len(conversations))  # this batch's turn: bounded work in progress
+        unfinished = len(conversations)
+        try:
+            plans = _plan(client, cfg, conversations, params)
+            found = client.lookup([key for _, requests in plans for _, _, keys in requests for key in keys])
 
-        async def one_prompt(
-            messages: list[dict[str, Any]], requests: list[tuple[str, list[int], list[str]]]
-        ) -> list[dict[str, Any]]:
-            if len(requests) == 1:
-                ((model, samples, keys),) = requests
-                return await client.complete(state, model, messages, params, samples, keys, found)
-            parts = await asyncio.gather(
-                *(
-                    client.complete(state, m, messages, params, samples, keys, found)
-                    for m, samples, keys in requests
+            async def one_prompt(
+                messages: list[dict[str, Any]], requests: list[_Request]
+            ) -> list[dict[str, Any]]:
+                if len(requests) == 1:
+                    ((model, samples, keys),) = requests
+                    return await client.complete(state, model, messages, params, samples, keys, found)
+                parts = await asyncio.gather(
+                    *(
+                        client.complete(state, m, messages, params, samples, keys, found)
+                        for m, samples, keys in requests
+                    )
                 )
-            )
-            records: list[dict[str, Any]] = [{}] * cfg.n
-            for (_, samples, _), got in zip(requests, parts, strict=True):
-                for j, record in zip(samples, got, strict=True):
-                    records[j] = record
-            return records
+                records: list[dict[str, Any]] = [{}] * cfg.n
+                for (_, samples, _), got in zip(requests, parts, strict=True):
+                    for j, record in zip(samples, got, strict=True):
+                        records[j] = record
+                return records
 
-        # A few workers over the batch rather than a task per prompt: the client's semaphore bounds
-        # what is in flight anyway, and a task per prompt costs more CPU than its request's parsing.
-        results: list[list[dict[str, Any]]] = [[] for _ in plans]
-        todo = iter(enumerate(plans))
+            # A few workers over the batch rather than a task per prompt: the client's semaphore
+            # bounds what is in flight anyway, and a task per prompt costs more CPU than its parsing.
+            results: list[list[dict[str, Any]]] = [[] for _ in plans]
+            todo = iter(enumerate(plans))
 
-        async def worker() -> None:
-            for i, (messages, requests) in todo:
-                results[i] = await one_prompt(messages, requests)
+            async def worker() -> None:
+                nonlocal unfinished
+                for i, (messages, requests) in todo:
+                    results[i] = await one_prompt(messages, requests)
+                    unfinished -= 1
+                    state.backlog.release()
 
-        await asyncio.gather(*(worker() for _ in range(min(len(plans), cfg.concurrency))))
+            await asyncio.gather(*(worker() for _ in range(min(len(plans), cfg.concurrency))))
+        finally:
+            state.backlog.release(unfinished)
 
     completions = [[r["text"] for r in rows] for rows in results]
     models_used = [[r["model"] for r in rows] for rows in results]

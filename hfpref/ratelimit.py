@@ -152,3 +152,43 @@ class _Slot:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.limiter._leave()
+
+
+class Backlog:
+    """How many prompts may be in progress on one event loop: batches are admitted in arrival order
+    while fewer than ``limit`` admitted prompts are unfinished (a batch is never split).
+
+    ``datasets.map`` starts every batch of a shard at once (up to 1000); without this, each would
+    build its requests and queue them on the semaphore together, holding the whole shard in memory.
+    With it, work in progress stays near ``limit`` (twice the concurrency keeps the semaphore full).
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.open = 0
+        self._waiters: collections.deque[tuple[int, asyncio.Future[None]]] = collections.deque()
+
+    async def admit(self, size: int) -> None:
+        """Wait until a batch of ``size`` prompts may start; :meth:`release` each prompt when done."""
+        if not self._waiters and self.open < self.limit:
+            self.open += size
+            return
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        entry = (size, waiter)
+        self._waiters.append(entry)
+        try:
+            await waiter  # _wake() admitted us: open already counts our size
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():
+                self.release(size)
+            elif entry in self._waiters:
+                self._waiters.remove(entry)
+            raise
+
+    def release(self, count: int = 1) -> None:
+        self.open -= count
+        while self._waiters and self.open < self.limit:
+            size, waiter = self._waiters.popleft()
+            if not waiter.done():
+                self.open += size
+                waiter.set_result(None)
