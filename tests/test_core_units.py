@@ -28,7 +28,7 @@ from hfpref.errors import (
     register_secret,
 )
 from hfpref.generate import Generator, route
-from hfpref.ratelimit import ModelLimiter
+from hfpref.ratelimit import Backlog, ModelLimiter
 
 
 class FakeTime:
@@ -121,6 +121,38 @@ def test_concurrency_cap_is_respected() -> None:
         return peak
 
     assert asyncio.run(main()) == 3
+
+
+def test_backlog_admits_whole_batches_in_order_while_under_its_limit() -> None:
+    async def scenario() -> list[str]:
+        backlog = Backlog(limit=4)
+        events: list[str] = []
+
+        async def batch(name: str, size: int) -> None:
+            await backlog.admit(size)
+            events.append(f"{name} in (open {backlog.open})")
+
+        await backlog.admit(3)  # batch a: 3 of 4
+        waiting = [asyncio.create_task(batch(n, s)) for n, s in (("b", 5), ("c", 1), ("d", 1))]
+        await asyncio.sleep(0)
+        assert events == ["b in (open 8)"]  # b enters while under the limit: a batch is never split
+        backlog.release(3)  # a done: still 5 open, c and d wait (first come, first served)
+        await asyncio.sleep(0)
+        assert events == ["b in (open 8)"]
+        backlog.release(2)  # 3 open: c enters, which fills the backlog again
+        await asyncio.sleep(0)
+        assert events == ["b in (open 8)", "c in (open 4)"]
+        backlog.release(1)
+        await asyncio.wait_for(asyncio.gather(*waiting), 5)
+        cancelled = asyncio.create_task(backlog.admit(1))
+        await asyncio.sleep(0)
+        cancelled.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await cancelled
+        assert backlog.open == 4 and not backlog._waiters  # a cancelled wait leaves nothing behind
+        return events
+
+    assert asyncio.run(scenario()) == ["b in (open 8)", "c in (open 4)", "d in (open 4)"]
 
 
 @pytest.mark.parametrize(
