@@ -116,7 +116,8 @@ class ChatClient:
     backoff: wait_base = field(default_factory=lambda: wait_random_exponential(multiplier=0.5, max=60))
     _loops: dict[asyncio.AbstractEventLoop, _LoopState] = field(default_factory=dict)
     _fatal: ProviderError | None = None
-    _no_n: set[str] = field(default_factory=set)
+    _no_n: set[str] = field(default_factory=set)  # models whose endpoint refuses `n` > 1
+    _no_format: set[str] = field(default_factory=set)  # models whose endpoint refuses `response_format`
 
     def __post_init__(self) -> None:
         self._specs = {spec.id: spec for spec in self.models}
@@ -128,9 +129,10 @@ class ChatClient:
         for spec in self.models:
             if spec.is_local:
                 continue
-            key = env_api_key(self.provider.key_env(spec))
-            if spec.api_key_env and key is None:
-                raise ConfigError(f"model {spec.id}: environment variable {spec.api_key_env} is not set")
+            named = self.provider.key_env(spec)
+            key = env_api_key(named)
+            if named and key is None:
+                raise ConfigError(f"model {spec.id}: environment variable {named} is not set")
             self._headers[spec.id] = {"Authorization": f"Bearer {key}"} if key else {}
 
     # -- per-loop resources -------------------------------------------------------------------
@@ -235,6 +237,8 @@ class ChatClient:
         params: dict[str, Any],
         samples: list[int],
     ) -> list[dict[str, Any]]:
+        if spec.id in self._no_format and "response_format" in params:
+            params = {k: v for k, v in params.items() if k != "response_format"}
         body: dict[str, Any] = {"model": spec.id, "messages": messages, **params}
         if len(samples) > 1:
             body["n"] = len(samples)
@@ -249,9 +253,20 @@ class ChatClient:
                     raise
                 data = await self._retry(first, state, spec, payload, estimate, n)
         except BadRequestError as exc:
+            # A 400 may refuse an optional feature rather than the request: `n` (llama.cpp) or
+            # `response_format` (endpoints without structured output). Ask once without it; if that
+            # is answered, do without it for this model from now on, else the 400 stands.
             if len(samples) > 1 and spec.n_param is None:
-                self._no_n.add(spec.id)  # the endpoint refuses `n` (llama.cpp): one request per sample
-                return [r for s in samples for r in await self._request(state, spec, messages, params, [s])]
+                first = await self._request(state, spec, messages, params, samples[:1])
+                self._no_n.add(spec.id)
+                return first + [
+                    r for s in samples[1:] for r in await self._request(state, spec, messages, params, [s])
+                ]
+            if "response_format" in params:
+                plain = {k: v for k, v in params.items() if k != "response_format"}
+                records = await self._request(state, spec, messages, plain, samples)
+                self._no_format.add(spec.id)
+                return records
             self._fatal = self._fatal or exc
             raise
         except (ProviderError, BudgetExceededError) as exc:

@@ -102,6 +102,13 @@ class ProviderError(HfprefError):
         self.model = model
         self.status = status
         self.retry_after = retry_after
+        self.row: str | None = None
+
+    def at_row(self, where: str) -> None:
+        """Name the row whose request this is (once: the same fatal error then stops every row)."""
+        if self.row is None:
+            self.row = where
+            self.args = (f"{where}: {self.args[0]}",)
 
 
 class AuthenticationError(ProviderError):

@@ -28,6 +28,7 @@ from hfpref.config import (
     default_models,
     load_config,
 )
+from hfpref.errors import BadRequestError
 from hfpref.stage import (
     Stage,
     client_for,
@@ -80,13 +81,14 @@ def _plan(
     return plans
 
 
-async def _generate(spec: GenerateSpec, batch: Mapping[str, Any]) -> dict[str, Any]:
+async def _generate(spec: GenerateSpec, batch: Mapping[str, Any], indices: Any = None) -> dict[str, Any]:
     cfg = spec.config
     column = prompt_column(batch.keys(), cfg.prompt_column)
     single = is_single_row(batch, column)
     prompts = [batch[column]] if single else batch[column]
     conversations = [
-        to_messages(p, row_label(batch, i, single), column, cfg.system_prompt) for i, p in enumerate(prompts)
+        to_messages(p, row_label(batch, i, single, indices), column, cfg.system_prompt)
+        for i, p in enumerate(prompts)
     ]
     client = client_for(
         spec.run_id,
@@ -135,7 +137,11 @@ async def _generate(spec: GenerateSpec, batch: Mapping[str, Any]) -> dict[str, A
             async def worker() -> None:
                 nonlocal unfinished
                 for i, (messages, requests) in todo:
-                    results[i] = await one_prompt(messages, requests)
+                    try:
+                        results[i] = await one_prompt(messages, requests)
+                    except BadRequestError as exc:  # this row's request was refused: say which row
+                        exc.at_row(row_label(batch, i, single, indices))
+                        raise
                     unfinished -= 1
                     state.backlog.release()
 
@@ -216,9 +222,9 @@ class Generator(Stage):
 _DEFAULT: list[Generator] = []
 
 
-async def generate(batch: Mapping[str, Any]) -> dict[str, Any]:
+async def generate(batch: Mapping[str, Any], indices: Any = None) -> dict[str, Any]:
     """``ds.map(hfpref.generate, batched=True)`` with the default Generator: configured by
     ``$HFPREF_CONFIG`` (a hfpref.toml) or ``./hfpref.toml`` when present, else by the environment."""
     if not _DEFAULT:
         _DEFAULT.append(Generator.from_file(default_config_path()))
-    return await _DEFAULT[0](batch)
+    return await _DEFAULT[0](batch, indices)

@@ -37,7 +37,7 @@ from typing import Any
 
 from hfpref import verdicts
 from hfpref.config import JudgeConfig, ProviderConfig, default_config_path, default_models, load_config
-from hfpref.errors import InputError
+from hfpref.errors import BadRequestError, InputError
 from hfpref.stage import (
     Stage,
     client_for,
@@ -265,7 +265,7 @@ async def _pairwise(row: _Row, prompt: Any, completions: list[str | None]) -> di
 MODES = {"pointwise": _pointwise, "pairwise": _pairwise, "stepwise": _stepwise}
 
 
-async def _judge(spec: JudgeSpec, batch: Mapping[str, Any]) -> dict[str, Any]:
+async def _judge(spec: JudgeSpec, batch: Mapping[str, Any], indices: Any = None) -> dict[str, Any]:
     cfg = spec.config
     column = prompt_column(batch.keys(), None)
     if "completions" not in batch:
@@ -277,7 +277,7 @@ async def _judge(spec: JudgeSpec, batch: Mapping[str, Any]) -> dict[str, Any]:
     all_completions = [batch["completions"]] if single else batch["completions"]
     for i, completions in enumerate(all_completions):
         if not isinstance(completions, list) or not all(c is None or isinstance(c, str) for c in completions):
-            where = row_label(batch, i, single)
+            where = row_label(batch, i, single, indices)
             raise InputError(
                 f"{where}: column 'completions' must be a list of strings or nulls, got {completions!r:.80}"
             )
@@ -293,9 +293,13 @@ async def _judge(spec: JudgeSpec, batch: Mapping[str, Any]) -> dict[str, Any]:
     )
     async with client.open() as state:
 
-        async def one(prompt: Any, completions: list[str | None]) -> dict[str, Any]:
+        async def one(i: int, prompt: Any, completions: list[str | None]) -> dict[str, Any]:
             row = _Row(spec, client, state)
-            result = await MODES[cfg.mode](row, prompt, list(completions))
+            try:
+                result = await MODES[cfg.mode](row, prompt, list(completions))
+            except BadRequestError as exc:  # this row's request was refused: say which row
+                exc.at_row(row_label(batch, i, single, indices))
+                raise
             result["judge"] = {
                 "mode": cfg.mode,
                 "models": [m.id for m in cfg.models],
@@ -309,7 +313,9 @@ async def _judge(spec: JudgeSpec, batch: Mapping[str, Any]) -> dict[str, Any]:
             }
             return result
 
-        results = await asyncio.gather(*(one(p, c) for p, c in zip(prompts, all_completions, strict=True)))
+        results = await asyncio.gather(
+            *(one(i, p, c) for i, (p, c) in enumerate(zip(prompts, all_completions, strict=True)))
+        )
     columns = list(results[0]) if results else ["scores", "judgments", "judge"]
     if single:
         return results[0]
@@ -383,11 +389,11 @@ class Judge(Stage):
 _DEFAULT: list[Judge] = []
 
 
-async def judge(batch: Mapping[str, Any]) -> dict[str, Any]:
+async def judge(batch: Mapping[str, Any], indices: Any = None) -> dict[str, Any]:
     """``ds.map(hfpref.judge, batched=True)`` with the default Judge (configured like ``hfpref.generate``)."""
     if not _DEFAULT:
         _DEFAULT.append(Judge.from_file(default_config_path()))
-    return await _DEFAULT[0](batch)
+    return await _DEFAULT[0](batch, indices)
 
 
 def judge_statistics(rows: list[dict[str, Any]], scores: list[list[float | None]]) -> dict[str, Any]:

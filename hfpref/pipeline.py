@@ -127,6 +127,7 @@ def generate_file(
     out = ds.map(
         gen,
         batched=True,
+        with_indices=True,  # errors name rows by their index in the input
         batch_size=MAP_BATCH_SIZE,
         num_proc=num_proc,
         load_from_cache_file=False,
@@ -178,6 +179,7 @@ def _map_generate(ds: Any, run: RunConfig, max_cost: float | None, **options: An
     return ds.map(
         gen,
         batched=True,
+        with_indices=True,  # errors name rows by their index in the input
         batch_size=MAP_BATCH_SIZE,
         load_from_cache_file=False,
         desc="hfpref generate",
@@ -193,6 +195,7 @@ def _map_judge(ds: Any, run: RunConfig, max_cost: float | None, **options: Any) 
     return ds.map(
         judge,
         batched=True,
+        with_indices=True,
         batch_size=MAP_BATCH_SIZE // 4,
         load_from_cache_file=False,
         desc="hfpref judge",

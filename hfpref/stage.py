@@ -6,7 +6,8 @@ A stage object (:class:`~hfpref.generate.Generator`, :class:`~hfpref.judge.Judge
 is not seen as one), so ``datasets`` runs it with its async map and keeps many batches in flight;
 it also pickles (``num_proc``) and hashes (datasets' fingerprint) through the spec alone.
 
-The same function serves ``batched=True`` and ``batched=False``: :func:`unbatch` tells them apart.
+The same function serves ``batched=True`` and ``batched=False`` (:func:`is_single_row` tells them
+apart), with or without ``with_indices=True`` (then errors name rows by their index in the dataset).
 """
 
 from __future__ import annotations
@@ -155,10 +156,14 @@ def to_messages(
     return messages
 
 
-def row_label(batch: Mapping[str, Any], i: int, single: bool) -> str:
+def row_label(batch: Mapping[str, Any], i: int, single: bool, indices: Any = None) -> str:
+    """How an error names row ``i`` of a batch: its ``id``, else its index in the dataset when
+    ``map(..., with_indices=True)`` passed ``indices``, else its place in the batch."""
     ids = batch.get("id") if "id" in batch else None
     if ids is not None:
         return f"row id={ids if single else ids[i]!r}"
+    if indices is not None:
+        return f"row {indices if single else indices[i]}"
     return "row" if single else f"row {i} of a batch"
 
 

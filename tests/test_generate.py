@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from datasets import Dataset
 
-from hfpref.errors import AuthenticationError, InputError, ModelNotFoundError
+from hfpref.errors import AuthenticationError, BadRequestError, InputError, ModelNotFoundError
 from hfpref.generate import Generator
 from tests.fake_openai import FakeOpenAI, cut, drop, html, openrouter_error, slow, status, truncated
 
@@ -143,6 +143,14 @@ def test_endpoint_refusing_n_gets_one_request_per_completion() -> None:
         assert fake.by_status[400] == 1  # refused once, then remembered for the model
         assert fake.requests == 1 + 9
     assert all(len(c) == 3 and None not in c for c in out["completions"])
+
+
+def test_a_400_about_something_else_than_n_is_not_taken_for_a_refusal_of_n() -> None:
+    with FakeOpenAI() as fake:
+        fake.responder = lambda body: status(400, "maximum context length exceeded")
+        with pytest.raises(BadRequestError, match="maximum context length"):
+            prompts(3).map(make(fake, n=3, concurrency=1), batched=True)
+        assert fake.requests == 2  # n=3, then one completion alone to tell; no request per row after that
 
 
 def test_cache_resumes_without_resending_and_max_tokens_changes_the_key(tmp_path: Path) -> None:
