@@ -71,7 +71,7 @@ def _check_text(path: Path) -> None:
         raise InputError(f"{path}: the file is empty (no rows)")
 
 
-def _check_parquet(path: Path) -> None:
+def check_parquet(path: Path) -> None:
     """A one-line error for a file that is not parquet (before datasets logs its own error about it)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -105,7 +105,7 @@ def load_rows(source: str | os.PathLike[str], *, split: str = "train") -> Datase
                 f"{text}: unknown file type {path.suffix or '(none)'!r}; expected .jsonl, .json, .parquet or .csv"
             )
         if builder == "parquet":
-            _check_parquet(path)
+            check_parquet(path)
         else:
             _check_text(path)
         try:

@@ -351,6 +351,15 @@ def load_training_data(dataset: str, config_name: str | None, method: str) -> Tr
     """The train (and test) split of the config (None: the method's, or ``default``), method columns only."""
     from datasets import get_dataset_config_names, load_dataset
 
+    from hfpref.io import check_parquet
+
+    local = Path(dataset)
+    if local.is_file():
+        raise InputError(
+            f"--dataset {dataset} is a file; give a dataset folder (as `hfpref curate` writes) or a Hub repo id"
+        )
+    for shard in sorted(local.rglob("*.parquet")) if local.is_dir() else ():
+        check_parquet(shard)  # one line for a corrupt shard, before datasets logs its own
     try:
         names = get_dataset_config_names(dataset)
         wanted = config_name or method

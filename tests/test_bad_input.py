@@ -367,11 +367,12 @@ CASES: dict[str, Case | Any] = {
     "train-invalid-yaml": case(
         "train", "--dataset", "{w}/prefs", "--model", "m", "-c", "{w}/bad.yaml", code=2,
         needles="bad.yaml is not valid YAML"),
-    "train-corrupt-shard": pytest.param(
-        case("train", "--dataset", "{w}/corrupt", "--model", "m", "--config-name", "sft", code=2,
-             needles=("corrupt", "magic bytes"), subprocess=True),
-        marks=pytest.mark.xfail(strict=True, raises=NotOneLine, reason=(
-            "lead: datasets logs 'Failed to read schema' at ERROR before hfpref's own line (train.py)"))),
+    "train-corrupt-shard": case(
+        "train", "--dataset", "{w}/corrupt", "--model", "m", "--config-name", "sft", code=2,
+        needles=("corrupt", "not a readable parquet file", "magic bytes"), subprocess=True),
+    "train-dataset-is-a-file": case(
+        "train", "--dataset", "{w}/ok.jsonl", "--model", "m", code=2,
+        needles=("ok.jsonl is a file", "give a dataset folder", "or a Hub repo id")),
     # --- example and the group ---------------------------------------------------------------------------
     "example-extra-argument": case("example", "extra", code=2, needles="Got unexpected extra argument (extra)"),
     "unknown-command": case("generat", code=2, needles=("No such command 'generat'", "hfpref --help")),
