@@ -74,7 +74,8 @@ class _Row:
         self.reminder = verdicts.format_reminder(self.cfg.mode, self.cfg.scale)
         self.calls = 0  # requests, format reminders included
         self.verdicts = 0  # verdicts asked for (one per ask(), whatever the retries)
-        self.parse_failures = 0
+        self.parse_failures = 0  # answers that did not parse, even after the format reminder
+        self.errors: list[str] = []  # requests that failed for good (no answer to parse)
         self.cost = 0.0
         self.cost_known = True
 
@@ -92,13 +93,15 @@ class _Row:
             retry = await self._call(model, messages)
             value = parse(retry) if retry is not None else None
             text = text if retry is None else f"{text}\n\n[format reminder]\n\n{retry}"
-        if value is None:
+        if value is None and text is not None:
             self.parse_failures += 1
         return value, text
 
     async def _call(self, model: str, messages: list[dict[str, str]]) -> str | None:
         (record,) = await self.client.complete(self.state, model, messages, self.params, [0])
         self.calls += 1
+        if record["error"] is not None:
+            self.errors.append(record["error"])
         if record["cost"] is None:
             self.cost_known = record.get("error") is not None and self.cost_known
         else:
@@ -306,6 +309,8 @@ async def _judge(spec: JudgeSpec, batch: Mapping[str, Any], indices: Any = None)
                 "calls": row.calls,
                 "verdicts": row.verdicts,
                 "parse_failures": row.parse_failures,
+                "failed_calls": len(row.errors),
+                "error": row.errors[0] if row.errors else None,
                 "pairs": result.pop("pairs", 0),
                 "inconsistent_pairs": result.pop("inconsistent_pairs", 0),
                 "agreement": result.pop("agreement"),
@@ -408,6 +413,7 @@ def judge_statistics(rows: list[dict[str, Any]], scores: list[list[float | None]
     return {
         "calls": calls,
         "parse_failure_rate": sum(r["parse_failures"] for r in rows) / asked if asked else None,
+        "failed_calls": sum(r.get("failed_calls", 0) for r in rows),
         "unscored_completions": sum(s is None for row in scores for s in row),
         "score_histogram": {f"{b / 10:.1f}-{(b + 1) / 10:.1f}": histogram[b] for b in range(10)},
         "mean_score": statistics.fmean(flat) if flat else None,

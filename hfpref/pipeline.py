@@ -263,8 +263,9 @@ def run_pipeline(
     spent = _cost(generated["generation"])
     remaining = None if run.budget.max_cost_usd is None else max(0.0, run.budget.max_cost_usd - spent)
     judged = _map_judge(generated, run, remaining, client=client)
-    judge_spent = sum(row["cost"] or 0.0 for row in judged["judge"])
-    if remaining is not None and judge_spent >= remaining:  # later judge requests were not sent
+    refused = [row["error"] for row in judged["judge"] if row["error"] and "budget of $" in row["error"]]
+    if refused:  # later judge requests were not sent: a folder from half-judged rows would look done
+        judge_spent = sum(row["cost"] or 0.0 for row in judged["judge"])
         raise BudgetExceededError(
             f"budget of ${run.budget.max_cost_usd:g} reached during judging "
             f"(${spent + judge_spent:.4f} spent); no folder written: rerun with a higher budget "

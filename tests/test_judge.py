@@ -8,7 +8,7 @@ import pytest
 from datasets import Dataset
 
 from hfpref.judge import Judge, judge_statistics
-from tests.fake_openai import FakeOpenAI, ok
+from tests.fake_openai import FakeOpenAI, ok, status
 
 
 def rows() -> Dataset:
@@ -128,3 +128,16 @@ def test_cli_validate_checks_a_folder_and_a_config(tmp_path) -> None:
         mp.setenv("OPENROUTER_API_KEY", "sk-or-test-key-0123456789")
         ok_run = CliRunner().invoke(cli, ["validate", str(tmp_path / "h.toml")])
     assert ok_run.exit_code == 0 and ok_run.output.startswith("ok: generate n=4")
+
+
+def test_a_judge_request_that_fails_for_good_is_an_error_not_a_parse_failure() -> None:
+    with FakeOpenAI() as fake:
+        fake.responder = lambda body: status(503) if candidate(body) == "5" else ok("Score: 8")
+        judge = Judge(models=["j/1"], base_url=fake.base_url, max_retries=1)
+        out = rows().map(judge, batched=True)
+    assert out[0]["scores"] == [pytest.approx(7 / 9), None, None]
+    meta = out[0]["judge"]
+    assert (meta["calls"], meta["parse_failures"], meta["failed_calls"]) == (2, 0, 1)
+    assert meta["error"].startswith("j/1: HTTP 503")
+    stats = judge_statistics(out["judge"], out["scores"])
+    assert stats["failed_calls"] == 1 and stats["parse_failure_rate"] == 0
