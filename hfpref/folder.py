@@ -81,19 +81,31 @@ def _clear_old_shards(folder: Path, names: set[str]) -> None:
             directory.rmdir()
 
 
-def _prepare(folder: Path, names: set[str]) -> None:
-    """Refuse a non-empty folder that hfpref did not write; else clear the shards it wrote before."""
+def check_folder(folder: str | Path) -> dict[str, Any] | None:
+    """Refuse a ``folder`` that :func:`write_folder` would refuse (before any work is paid for);
+    return the provenance of a folder hfpref wrote before, None for a new or empty one."""
+    folder = Path(folder)
     if folder.exists() and not folder.is_dir():
         raise InputError(f"{folder}: exists and is not a folder")
     if not folder.exists():
-        folder.mkdir(parents=True)
-        return
+        return None
     old = read_provenance(folder)
-    if old is None:
-        if any(folder.iterdir()):
-            raise InputError(f"{folder}: not empty and not an hfpref dataset folder (no {PROVENANCE_FILE})")
-        return
-    _clear_old_shards(folder, names | set(old.get("configs", {})))
+    if old is None and any(folder.iterdir()):
+        raise InputError(f"{folder}: not empty and not an hfpref dataset folder (no {PROVENANCE_FILE})")
+    return old
+
+
+def _prepare(folder: Path, names: set[str]) -> None:
+    """Refuse a non-empty folder that hfpref did not write; else clear what it wrote before.
+
+    The card goes first and is written last: a folder whose rewrite was interrupted has no card,
+    so it neither loads as a dataset nor looks complete, and a rerun may still rewrite it.
+    """
+    old = check_folder(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    if old is not None:
+        (folder / CARD_FILE).unlink(missing_ok=True)
+        _clear_old_shards(folder, names | set(old.get("configs", {})))
 
 
 @contextmanager

@@ -245,9 +245,11 @@ def run_pipeline(
 ) -> Any:
     """generate → judge → curate into ``folder``; a rerun after a crash re-pays nothing."""
     from hfpref.curate import curate
+    from hfpref.folder import check_folder
     from hfpref.io import load_rows
     from hfpref.judge import judge_statistics
 
+    check_folder(folder)  # before any request is paid for
     client = {"cache": use_cache, "cache_dir": cache_dir}
     ds = load_rows(input_path)
     generated = _map_generate(ds, run, run.budget.max_cost_usd, client=client)

@@ -321,9 +321,9 @@ CASES: dict[str, Case | Any] = {
     "run-unknown-judge-model": case(
         *run(), code=1, needles="m/j: HTTP 404", files={"run.toml": RUN_TOML}, fake={"models": {"m/a"}},
         max_requests=3 + 6),
-    "run-output-is-a-foreign-folder": case(  # found only after the requests, which are cached: see the report
+    "run-output-is-a-foreign-folder": case(  # refused before anything is paid for
         *run(output="foreign"), code=2, needles="foreign: not empty and not an hfpref dataset folder",
-        files={"run.toml": RUN_TOML}, fake={"responder": score_7}, max_requests=3 + 6),
+        files={"run.toml": RUN_TOML}, fake={"responder": score_7}, max_requests=0),
     # --- push --------------------------------------------------------------------------------------------
     "push-repo-id-with-two-slashes": case(
         "push", "{w}/prefs", "user/prefs/extra", code=2,

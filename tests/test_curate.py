@@ -291,6 +291,27 @@ def test_large_configs_are_sharded(tmp_path: Path) -> None:
     assert sorted(p.name for p in (tmp_path / "out" / "kto").iterdir()) == ["train-00000-of-00001.parquet"]
 
 
+def test_an_interrupted_rewrite_leaves_no_card_and_can_be_redone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    configs = curate(many_rows(10), test_size=0, formats="kto")
+    write_folder(tmp_path / "out", configs, provenance={})
+    assert (tmp_path / "out" / "README.md").is_file()
+
+    def killed(self: Dataset, path: str) -> None:
+        raise KeyboardInterrupt  # the process stops while the shards are being rewritten
+
+    with monkeypatch.context() as patch:
+        patch.setattr(Dataset, "to_parquet", killed)
+        with pytest.raises(KeyboardInterrupt):
+            write_folder(tmp_path / "out", configs, provenance={})
+    assert not (tmp_path / "out" / "README.md").exists()  # no card: it neither loads nor looks complete
+    write_folder(tmp_path / "out", configs, provenance={})  # still recognised as hfpref's: rewritten
+    assert (
+        load_dataset(str(tmp_path / "out"), "kto", split="train").num_rows == configs["kto"]["train"].num_rows
+    )
+
+
 def test_refuses_a_foreign_non_empty_folder(tmp_path: Path) -> None:
     (tmp_path / "notes.txt").write_text("mine")
     with pytest.raises(InputError, match="not an hfpref dataset folder"):
