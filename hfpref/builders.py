@@ -31,7 +31,7 @@ import click
 import orjson
 
 from hfpref.config import CurateConfig, help_for
-from hfpref.errors import HfprefError, InputError
+from hfpref.errors import InputError
 from hfpref.folder import assign_test, prompt_key
 
 if TYPE_CHECKING:
@@ -580,18 +580,18 @@ def import_command(
 
 
 def run(command: click.Command, args: Sequence[str] | None = None) -> None:
-    """Run a builder script's command (``args``: default ``sys.argv[1:]``) as ``hfpref`` runs its own:
-    a usage error or an hfpref error is one line on stderr and exit code 2 (bad option, bad record) or
-    1 (other failures); the traceback is not shown."""
+    """Run a builder script's command (``args``: default ``sys.argv[1:]``) as ``hfpref`` runs its own
+    (:func:`hfpref.cli.one_line_errors`): a usage error or an hfpref error is one line on stderr and
+    exit code 2 (bad option, bad record) or 1 (other failures); the traceback is not shown."""
+    from hfpref.cli import OneLineError, one_line_errors
+
     prog = command.name or "builder"
     try:
-        command.main(args=list(args) if args is not None else None, prog_name=prog, standalone_mode=False)
-    except click.ClickException as exc:
+        with one_line_errors(prog, interrupted=f"{prog}: interrupted"):
+            command.main(args=list(args) if args is not None else None, prog_name=prog, standalone_mode=False)
+    except OneLineError as exc:
         exc.show()
-        sys.exit(2)
-    except HfprefError as exc:
-        click.echo(f"{prog}: error: {exc}", err=True)
         sys.exit(exc.exit_code)
-    except (KeyboardInterrupt, click.exceptions.Abort):
+    except click.exceptions.Abort:
         click.echo(f"{prog}: interrupted", err=True)
         sys.exit(130)

@@ -26,8 +26,9 @@ class OneLineError(click.ClickException):
 
 
 @contextmanager
-def _one_line_errors() -> Iterator[None]:
-    """hfpref errors, usage errors and Ctrl-C as one line each (exit code 1 or 2, 2, 130)."""
+def one_line_errors(prog: str = "hfpref", interrupted: str = INTERRUPTED) -> Iterator[None]:
+    """hfpref errors, usage errors and Ctrl-C as one line each (exit code 1 or 2, 2, 130), as
+    :class:`OneLineError`; ``builder_scripts/`` run their commands in it too."""
     try:
         yield
     except click.exceptions.NoArgsIsHelpError:
@@ -35,22 +36,22 @@ def _one_line_errors() -> Iterator[None]:
     except click.UsageError as exc:
         where = f" (see '{exc.ctx.command_path} --help')" if exc.ctx else ""
         message = " ".join(exc.format_message().split())
-        raise OneLineError(f"hfpref: error: {message}{where}", 2) from None
+        raise OneLineError(f"{prog}: error: {message}{where}", 2) from None
     except HfprefError as exc:
-        raise OneLineError(f"hfpref: error: {exc}", exc.exit_code) from None
+        raise OneLineError(f"{prog}: error: {exc}", exc.exit_code) from None
     except KeyboardInterrupt:
-        raise OneLineError(INTERRUPTED, 130) from None
+        raise OneLineError(interrupted, 130) from None
 
 
 class _Cli(click.Group):
     """The ``hfpref`` group: run by :func:`main` or by click's ``CliRunner``, errors are one line."""
 
     def make_context(self, *args: Any, **kwargs: Any) -> click.Context:
-        with _one_line_errors():
+        with one_line_errors():
             return super().make_context(*args, **kwargs)
 
     def invoke(self, ctx: click.Context) -> Any:
-        with _one_line_errors():
+        with one_line_errors():
             return super().invoke(ctx)
 
 

@@ -440,6 +440,11 @@ def test_bad_json_and_missing_sources_are_one_line(
     assert code == 2 and "broken.jsonl line 3: not valid JSON" in err and err.count("\n") == 1
     code, _, err = invoke(helpsteer3, capsys, "--source", tmp_path / "nope.jsonl", "-o", tmp_path / "o")
     assert code == 2 and "no such file or folder" in err
+    code, _, err = invoke(helpsteer3, capsys, "--source", source, "-o", tmp_path / "o", "--min-strenght", 2)
+    assert code == 2 and err == (
+        "helpsteer3: error: No such option '--min-strenght'. Did you mean '--min-strength'? "
+        "(see 'helpsteer3 --help')\n"
+    )
 
 
 def test_json_arrays_and_parquet_sources(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
