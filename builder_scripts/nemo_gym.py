@@ -54,9 +54,15 @@ def rollout_text(response: Field) -> str:
     show_default=True,
     help="same_prompt: best vs worst rollout of each prompt; stratified: reward >= --high vs reward <= --low.",
 )
-@click.option("--min-gap", type=float, default=0.0, show_default=True, help="DPO: smallest reward gap.")
-@click.option("--high", type=float, help=help_for(CurateConfig, "high"))
-@click.option("--low", type=float, help=help_for(CurateConfig, "low"))
+@click.option(
+    "--min-gap",
+    type=click.FloatRange(0, 1),
+    default=0.0,
+    show_default=True,
+    help="DPO: smallest reward gap (rewards are in [0, 1], rescaled when the file's are not).",
+)
+@click.option("--high", type=click.FloatRange(0, 1), help=help_for(CurateConfig, "high"))
+@click.option("--low", type=click.FloatRange(0, 1), help=help_for(CurateConfig, "low"))
 @click.option(
     "--threshold", type=float, help="KTO: a rollout with reward >= this is desirable (default 0.7)."
 )
