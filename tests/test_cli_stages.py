@@ -343,7 +343,10 @@ def test_a_400_that_is_not_about_response_format_still_stops_the_judge(
     config = structured_config(tmp_path, fake_openai)
     result = hfpref("judge", source, "-o", tmp_path / "out.jsonl", "-c", config)
     assert result.exit_code == 1
-    assert result.stderr.splitlines()[-1] == "hfpref: error: row id=0: j/1: HTTP 400: maximum context length exceeded"
+    assert (
+        result.stderr.splitlines()[-1]
+        == "hfpref: error: row id=0: j/1: HTTP 400: maximum context length exceeded"
+    )
     assert not (tmp_path / "out.jsonl").exists()
     assert fake_openai.requests <= 4  # each verdict asked at most with and without response_format
 
