@@ -104,50 +104,44 @@ async def _generate(spec: GenerateSpec, batch: Mapping[str, Any], indices: Any =
     if cfg.top_p is not None:
         params["top_p"] = cfg.top_p
 
-    async with client.open() as state:
-        await state.backlog.admit(len(conversations))  # this batch's turn: bounded work in progress
-        unfinished = len(conversations)
-        try:
-            plans = _plan(client, cfg, conversations, params)
-            found = client.lookup([key for _, requests in plans for _, _, keys in requests for key in keys])
+    # the batch's turn on the backlog first: bounded work in progress however many batches map starts
+    async with client.open() as state, state.backlog.batch(len(conversations)) as admitted:
+        plans = _plan(client, cfg, conversations, params)
+        found = client.lookup([key for _, requests in plans for _, _, keys in requests for key in keys])
 
-            async def one_prompt(
-                messages: list[dict[str, Any]], requests: list[_Request]
-            ) -> list[dict[str, Any]]:
-                if len(requests) == 1:
-                    ((model, samples, keys),) = requests
-                    return await client.complete(state, model, messages, params, samples, keys, found)
-                parts = await asyncio.gather(
-                    *(
-                        client.complete(state, m, messages, params, samples, keys, found)
-                        for m, samples, keys in requests
-                    )
+        async def one_prompt(
+            messages: list[dict[str, Any]], requests: list[_Request]
+        ) -> list[dict[str, Any]]:
+            if len(requests) == 1:
+                ((model, samples, keys),) = requests
+                return await client.complete(state, model, messages, params, samples, keys, found)
+            parts = await asyncio.gather(
+                *(
+                    client.complete(state, m, messages, params, samples, keys, found)
+                    for m, samples, keys in requests
                 )
-                records: list[dict[str, Any]] = [{}] * cfg.n
-                for (_, samples, _), got in zip(requests, parts, strict=True):
-                    for j, record in zip(samples, got, strict=True):
-                        records[j] = record
-                return records
+            )
+            records: list[dict[str, Any]] = [{}] * cfg.n
+            for (_, samples, _), got in zip(requests, parts, strict=True):
+                for j, record in zip(samples, got, strict=True):
+                    records[j] = record
+            return records
 
-            # A few workers over the batch rather than a task per prompt: the client's semaphore
-            # bounds what is in flight anyway, and a task per prompt costs more CPU than its parsing.
-            results: list[list[dict[str, Any]]] = [[] for _ in plans]
-            todo = iter(enumerate(plans))
+        # A few workers over the batch rather than a task per prompt: the client's semaphore
+        # bounds what is in flight anyway, and a task per prompt costs more CPU than its parsing.
+        results: list[list[dict[str, Any]]] = [[] for _ in plans]
+        todo = iter(enumerate(plans))
 
-            async def worker() -> None:
-                nonlocal unfinished
-                for i, (messages, requests) in todo:
-                    try:
-                        results[i] = await one_prompt(messages, requests)
-                    except BadRequestError as exc:  # this row's request was refused: say which row
-                        exc.at_row(row_label(batch, i, single, indices))
-                        raise
-                    unfinished -= 1
-                    state.backlog.release()
+        async def worker() -> None:
+            for i, (messages, requests) in todo:
+                try:
+                    results[i] = await one_prompt(messages, requests)
+                except BadRequestError as exc:  # this row's request was refused: say which row
+                    exc.at_row(row_label(batch, i, single, indices))
+                    raise
+                admitted.done()
 
-            await asyncio.gather(*(worker() for _ in range(min(len(plans), cfg.concurrency))))
-        finally:
-            state.backlog.release(unfinished)
+        await asyncio.gather(*(worker() for _ in range(min(len(plans), cfg.concurrency))))
 
     completions = [[r["text"] for r in rows] for rows in results]
     models_used = [[r["model"] for r in rows] for rows in results]

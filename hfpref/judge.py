@@ -294,7 +294,8 @@ async def _judge(spec: JudgeSpec, batch: Mapping[str, Any], indices: Any = None)
         spec.use_cache,
         spec.max_cost,
     )
-    async with client.open() as state:
+    # the batch's turn on the backlog first: bounded work in progress however many batches map starts
+    async with client.open() as state, state.backlog.batch(len(prompts)) as admitted:
 
         async def one(i: int, prompt: Any, completions: list[str | None]) -> dict[str, Any]:
             row = _Row(spec, client, state)
@@ -316,6 +317,7 @@ async def _judge(spec: JudgeSpec, batch: Mapping[str, Any], indices: Any = None)
                 "agreement": result.pop("agreement"),
                 "cost": row.cost if row.cost_known else None,
             }
+            admitted.done()
             return result
 
         results = await asyncio.gather(

@@ -168,6 +168,11 @@ class Backlog:
         self.open = 0
         self._waiters: collections.deque[tuple[int, asyncio.Future[None]]] = collections.deque()
 
+    def batch(self, size: int) -> Admission:
+        """``async with backlog.batch(n) as admitted:`` waits for the batch's turn; call
+        ``admitted.done()`` per finished prompt; leaving releases the rest (exactly once)."""
+        return Admission(self, size)
+
     async def admit(self, size: int) -> None:
         """Wait until a batch of ``size`` prompts may start; :meth:`release` each prompt when done."""
         if not self._waiters and self.open < self.limit:
@@ -192,3 +197,27 @@ class Backlog:
             if not waiter.done():
                 self.open += size
                 waiter.set_result(None)
+
+
+class Admission:
+    """One admitted batch of a :class:`Backlog`: a prompt released twice is released once."""
+
+    def __init__(self, backlog: Backlog, size: int) -> None:
+        self.backlog = backlog
+        self.left = size
+
+    async def __aenter__(self) -> Admission:
+        await self.backlog.admit(self.left)
+        return self
+
+    def done(self) -> None:
+        """One prompt finished; after the ``async with`` block (a sibling row failed) a no-op."""
+        if self.left > 0:
+            self.left -= 1
+            self.backlog.release()
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        left, self.left = self.left, 0
+        self.backlog.release(left)

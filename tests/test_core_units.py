@@ -155,6 +155,21 @@ def test_backlog_admits_whole_batches_in_order_while_under_its_limit() -> None:
     assert asyncio.run(scenario()) == ["b in (open 8)", "c in (open 4)", "d in (open 4)"]
 
 
+def test_an_admitted_batch_is_released_exactly_once_when_a_row_fails() -> None:
+    async def scenario() -> int:
+        backlog = Backlog(limit=4)
+        with pytest.raises(ValueError):
+            async with backlog.batch(3) as admitted:
+                admitted.done()  # row 0 finished
+                assert backlog.open == 2
+                raise ValueError("row 1 failed")  # rows 1 and 2 are released on the way out
+        assert backlog.open == 0
+        admitted.done()  # a sibling row finishing after the failure releases nothing more
+        return backlog.open
+
+    assert asyncio.run(scenario()) == 0
+
+
 @pytest.mark.parametrize(
     ("status", "body", "cls"),
     [
