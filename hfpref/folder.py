@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import os
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -99,13 +100,24 @@ def _prepare(folder: Path, names: set[str]) -> None:
     """Refuse a non-empty folder that hfpref did not write; else clear what it wrote before.
 
     The card goes first and is written last: a folder whose rewrite was interrupted has no card,
-    so it neither loads as a dataset nor looks complete, and a rerun may still rewrite it.
+    so it neither loads as a dataset nor looks complete, and a rerun may still rewrite it. A new
+    folder gets a provisional ``hfpref.json`` before any shard, so that a first write killed midway
+    is still recognised (and replaced) as hfpref's own.
     """
     old = check_folder(folder)
     folder.mkdir(parents=True, exist_ok=True)
     if old is not None:
         (folder / CARD_FILE).unlink(missing_ok=True)
         _clear_old_shards(folder, names | set(old.get("configs", {})))
+    else:
+        _write_provenance(folder, {"hfpref_version": __version__, "configs": {name: {} for name in names}})
+
+
+def _write_provenance(folder: Path, prov: Mapping[str, Any]) -> None:
+    """Write ``hfpref.json`` whole or not at all (a kill midway leaves the previous one)."""
+    tmp = folder / f".{PROVENANCE_FILE}.tmp"
+    tmp.write_bytes(orjson.dumps(prov, option=orjson.OPT_INDENT_2) + b"\n")
+    os.replace(tmp, folder / PROVENANCE_FILE)
 
 
 @contextmanager
@@ -190,7 +202,7 @@ def write_folder(
             "columns": next(iter(dd.values())).column_names,
             "sha256": digest.hexdigest(),
         }
-    (folder / PROVENANCE_FILE).write_bytes(orjson.dumps(prov, option=orjson.OPT_INDENT_2) + b"\n")
+    _write_provenance(folder, prov)
     render_card(prov, repo_id=repo_id).save(folder / CARD_FILE)
     return folder
 
