@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import signal
 from collections.abc import Iterator
 from contextlib import contextmanager
+from types import FrameType
 from typing import IO, Any
 
 import click
@@ -25,6 +29,37 @@ class OneLineError(click.ClickException):
         click.echo(self.message, err=True)
 
 
+class _CtrlC:
+    """Ctrl-C while an event loop runs (``datasets``' async map) cancels the loop's tasks instead of
+    raising KeyboardInterrupt wherever the loop happens to be: each stage then leaves through its own
+    ``finally`` (answers that arrived are cached) and map stops with CancelledError. A second Ctrl-C,
+    or one while no loop runs, is the usual KeyboardInterrupt."""
+
+    pressed = False
+
+    @classmethod
+    def install(cls) -> None:
+        """Take SIGINT over unless someone else (a debugger, an embedding program) already did."""
+        if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+            signal.signal(signal.SIGINT, cls._handle)
+
+    @classmethod
+    def _handle(cls, signum: int, frame: FrameType | None) -> None:
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            loop = None
+        if loop is None or cls.pressed:
+            raise KeyboardInterrupt
+        cls.pressed = True
+        loop.call_soon_threadsafe(cls._cancel_all, loop)
+
+    @staticmethod
+    def _cancel_all(loop: asyncio.AbstractEventLoop) -> None:
+        for task in asyncio.all_tasks(loop):
+            task.cancel()
+
+
 @contextmanager
 def one_line_errors(prog: str = "hfpref", interrupted: str = INTERRUPTED) -> Iterator[None]:
     """hfpref errors, usage errors and Ctrl-C as one line each (exit code 1 or 2, 2, 130), as
@@ -40,6 +75,11 @@ def one_line_errors(prog: str = "hfpref", interrupted: str = INTERRUPTED) -> Ite
     except HfprefError as exc:
         raise OneLineError(f"{prog}: error: {exc}", exc.exit_code) from None
     except KeyboardInterrupt:
+        raise OneLineError(interrupted, 130) from None
+    except asyncio.CancelledError:
+        if not _CtrlC.pressed:
+            raise
+        logging.getLogger("asyncio").disabled = True  # no "Task was destroyed" noise after the line
         raise OneLineError(interrupted, 130) from None
 
 
@@ -357,4 +397,5 @@ def train_command(
 
 def main() -> None:
     """Console entry point: every error is one line on stderr, exit code 1 (failure) or 2 (usage)."""
+    _CtrlC.install()
     cli.main(prog_name="hfpref")
