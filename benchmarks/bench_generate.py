@@ -24,6 +24,9 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from datasets import Dataset, disable_progress_bars  # imported here: import time is not measured
+
+from hfpref import Generator
 from tests.fake_openai import spawn
 
 
@@ -70,10 +73,6 @@ def plain_aiohttp(base_url: str, rows: int, concurrency: int) -> int:
 
 
 def hfpref_map(base_url: str, rows: int, concurrency: int, cache_dir: str) -> int:
-    from datasets import Dataset, disable_progress_bars
-
-    from hfpref import Generator
-
     disable_progress_bars()
     ds = Dataset.from_dict({"prompt": [f"question {i}" for i in range(rows)]})
     gen = Generator(

@@ -11,9 +11,11 @@ In-process (own event loop in a background thread; every option is an attribute 
         fake.script(status(429, retry_after=2), drop(), ok("[[8]]"))   # consumed in arrival order
         fake.responder = lambda body: ok("[[A]]") if "x" in str(body["messages"]) else None
         fake.faults(rate=0.2, seed=1)       # random faults of the kinds in DEFAULT_FAULT_KINDS
+        fake.score_models = {"judge/m"}     # default answers of these models are "[[k]]" judge scores
         fake.requests, fake.ok, fake.by_status[429], fake.duplicates(), fake.stats(), fake.received
 
-Subprocess: ``python -m tests.fake_openai --port 0 --latency-ms 200 [--fault-rate 0.2 --seed 1] [--cpu 0]``
+Subprocess: ``python -m tests.fake_openai --port 0 --latency-ms 200 [--fault-rate 0.2 --seed 1]
+[--score-models judge/m] [--cpu 0]``
 prints ``fake_openai ready http://127.0.0.1:PORT/v1`` once listening and its final stats JSON line at
 SIGTERM/SIGINT; it outlives a SIGKILLed client. ``with spawn("--latency-ms", "200") as proc:`` runs one
 (``proc.base_url``, ``proc.stats()``, ``proc.script(drop())``, ``proc.reset()``).
@@ -27,7 +29,9 @@ else a random fault, else ``ok()``. Every answer waits ``latency_s`` + the behav
 Behaviours:
   ``ok(content=None, finish_reason="stop", cost=None, usage=True)``: content is a str for every choice, a
       list (choice i gets ``content[i % len]``) or None: ``default_content`` = ``"answer {h} #{i}"`` with
-      ``h`` a hash of (model, messages, seed) and ``i`` the choice index, the same on every retry.
+      ``h`` a hash of (model, messages, seed) and ``i`` the choice index, the same on every retry; for
+      a model in ``score_models`` it is ``default_score`` = ``"[[k]]"``, k in 1..10 from the same hash
+      (a pointwise judge verdict that differs from completion to completion).
   ``status(code, message=None, headers=None, retry_after=None, retry_after_ms=None, error_code=None)``:
       an OpenAI error body; ``html(code=502)``: an HTML page; ``raw(code, body, headers, content_type)``.
   ``openrouter_error(code=429, message, http_status=200, metadata=None)``: ``{"error": {code, message,
@@ -35,10 +39,17 @@ Behaviours:
   ``truncated()``: HTTP 200 with half the answer's JSON. ``drop()``: close without answering.
   ``cut()``: headers and half the body, then close. ``slow(seconds, then=ok())``: answer late.
 
+Random faults (``faults(rate, seed)``, ``--fault-rate``): each request that reaches that step gets, with
+probability ``rate``, one of ``DEFAULT_FAULT_KINDS`` drawn uniformly: a 429 with ``Retry-After`` and
+``retry-after-ms``, a 500, a 502 HTML page, an OpenRouter error with HTTP 200, truncated JSON, a
+dropped connection, a cut body, and a stall of ``slow_s`` seconds (default 30: past any short client
+timeout; the client gives up first, so the stall is never paid).
+
 Counters (``stats()`` = ``GET /stats``: the same with string keys): ``requests`` chat requests received;
 ``ok`` complete 200 answers (= paid; truncated, cut and OpenRouter-200 errors are not); ``paid[key]``
 complete answers per request, ``key = request_key(body)`` (model + hash of the whole body), so a key
-paid twice means an answered request was re-sent (``duplicates()``); ``by_status`` statuses sent
+paid twice means an answered request was re-sent (``duplicates()``); ``sent[key]`` chat requests per
+key (``distinct_requests`` keys, ``retried`` of them sent more than once); ``by_status`` statuses sent
 (drop/cut: none); ``by_kind`` (ok, raw, truncated, drop, cut); ``by_model``; ``abandoned`` requests
 the client hung up on before the answer; ``in_flight``/``max_in_flight``; ``prompt_tokens``/
 ``completion_tokens`` (word counts) and ``cost`` (``usage.cost``, reported when ``cost_per_token`` is
@@ -54,6 +65,7 @@ import asyncio
 import contextlib
 import dataclasses
 import hashlib
+import math
 import os
 import random
 import select
@@ -164,9 +176,11 @@ def raw(
     )
 
 
-#: Random-fault kinds (``faults(kinds=...)`` / ``--fault-kinds``); ``slow`` is not in the default mix.
+#: Random-fault kinds (``faults(kinds=...)`` / ``--fault-kinds``).
 FAULT_KINDS: dict[str, Callable[[FakeOpenAI], Behaviour]] = {
-    "429": lambda s: status(429, retry_after_ms=s.retry_after_ms),
+    "429": lambda s: status(
+        429, retry_after=math.ceil(s.retry_after_ms / 1000), retry_after_ms=s.retry_after_ms
+    ),
     "500": lambda s: status(500),
     "502": lambda s: html(502),
     "or200": lambda s: openrouter_error("rate_limited"),
@@ -175,7 +189,7 @@ FAULT_KINDS: dict[str, Callable[[FakeOpenAI], Behaviour]] = {
     "cut": lambda s: cut(),
     "slow": lambda s: slow(s.slow_s),
 }
-DEFAULT_FAULT_KINDS = ("429", "500", "502", "or200", "truncated", "drop", "cut")
+DEFAULT_FAULT_KINDS = ("429", "500", "502", "or200", "truncated", "drop", "cut", "slow")
 
 
 @dataclass(frozen=True)
@@ -191,12 +205,20 @@ def request_key(body: dict[str, Any]) -> str:
     return f"{body.get('model')}:{digest}"
 
 
-def default_content(body: dict[str, Any], index: int) -> str:
-    """``"answer {h} #{index}"`` with ``h`` a hash of (model, messages, seed): stable across retries."""
+def _answer_hash(body: dict[str, Any]) -> str:
     seed = orjson.dumps(body.get("seed"))
     messages = orjson.dumps(body["messages"], option=orjson.OPT_SORT_KEYS)
-    h = hashlib.sha256(b"\0".join((body["model"].encode(), messages, seed))).hexdigest()[:8]
-    return f"answer {h} #{index}"
+    return hashlib.sha256(b"\0".join((body["model"].encode(), messages, seed))).hexdigest()[:8]
+
+
+def default_content(body: dict[str, Any], index: int) -> str:
+    """``"answer {h} #{index}"`` with ``h`` a hash of (model, messages, seed): stable across retries."""
+    return f"answer {_answer_hash(body)} #{index}"
+
+
+def default_score(body: dict[str, Any], index: int) -> str:
+    """``"[[k]]"``, k in 1..10 from the hash of (model, messages, seed) and ``index``: a judge verdict."""
+    return f"[[{1 + (int(_answer_hash(body), 16) + index) % 10}]]"
 
 
 def _words(messages: list[Any]) -> int:
@@ -232,6 +254,7 @@ class FakeOpenAI:
         cost_per_token: float | None = None,
         retry_after_ms: float = 100.0,
         slow_s: float = 30.0,
+        score_models: set[str] | None = None,
         record: bool = True,
         host: str = "127.0.0.1",
         port: int = 0,
@@ -243,6 +266,7 @@ class FakeOpenAI:
         self.cost_per_token = cost_per_token
         self.retry_after_ms = retry_after_ms
         self.slow_s = slow_s
+        self.score_models = score_models or set()
         self.record = record
         self.host = host
         self.port = port
@@ -281,6 +305,7 @@ class FakeOpenAI:
             self.prompt_tokens = self.completion_tokens = 0
             self.cost = 0.0
             self.paid: Counter[str] = Counter()
+            self.sent: Counter[str] = Counter()
             self.by_status: Counter[int] = Counter()
             self.by_kind: Counter[str] = Counter()
             self.by_model: Counter[str] = Counter()
@@ -301,6 +326,8 @@ class FakeOpenAI:
                 "max_in_flight": self.max_in_flight,
                 "distinct_paid": len(self.paid),
                 "duplicates": sum(1 for count in self.paid.values() if count > 1),
+                "distinct_requests": len(self.sent),
+                "retried": sum(1 for count in self.sent.values() if count > 1),
                 "by_status": {str(code): count for code, count in self.by_status.items()},
                 "by_kind": dict(self.by_kind),
                 "by_model": dict(self.by_model),
@@ -347,6 +374,7 @@ class FakeOpenAI:
             self.max_in_flight = max(self.max_in_flight, self.in_flight)
             if isinstance(body, dict):
                 self.by_model[str(body.get("model"))] += 1
+                self.sent[request_key(body)] += 1
             if self.record:
                 self.received.append(RecordedRequest(time.monotonic(), dict(request.headers), body))
         try:
@@ -396,7 +424,8 @@ class FakeOpenAI:
         n = body.get("n", 1)
         content = behaviour.content
         if content is None:
-            texts = [default_content(body, i) for i in range(n)]
+            make = default_score if body["model"] in self.score_models else default_content
+            texts = [make(body, i) for i in range(n)]
         elif isinstance(content, str):
             texts = [content] * n
         else:
@@ -561,6 +590,7 @@ async def _main(args: argparse.Namespace) -> None:
         cost_per_token=args.cost_per_token,
         retry_after_ms=args.retry_after_ms,
         slow_s=args.slow_s,
+        score_models=set(args.score_models.split(",")) if args.score_models else None,
         record=False,
         port=args.port,
     )
@@ -585,6 +615,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--fault-kinds", default=",".join(DEFAULT_FAULT_KINDS), help=", ".join(FAULT_KINDS))
     parser.add_argument("--retry-after-ms", type=float, default=100.0, help="Sent with random 429s")
     parser.add_argument("--slow-s", type=float, default=30.0, help="Delay of random 'slow' faults")
+    parser.add_argument(
+        "--score-models", default=None, help="Comma-separated models whose answers are [[k]] judge scores"
+    )
     parser.add_argument("--api-key", default=None, help="Require 'Authorization: Bearer KEY'")
     parser.add_argument("--models", default=None, help="Comma-separated allowed models (others: 404)")
     parser.add_argument("--reject-n", action="store_true", help="400 on n != 1, like llama.cpp")
