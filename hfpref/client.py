@@ -98,6 +98,9 @@ class _LoopState:
     limiters: dict[str, ModelLimiter]
     backlog: Backlog
     users: int = 0
+    # cache key -> the answer of a request in flight for it: the same prompt twice in a dataset
+    # waits for the first request's answer instead of paying for a second (not with --no-cache)
+    pending: dict[str, asyncio.Future[dict[str, Any]]] = field(default_factory=dict)
 
 
 @dataclass
@@ -187,10 +190,71 @@ class ChatClient:
         if found is None:
             found = self.cache.get_many(keys)
         records: dict[int, dict[str, Any]] = {}
+        shared: dict[int, asyncio.Future[dict[str, Any]]] = {}
         for key, sample in zip(keys, samples, strict=True):
             if key in found:
                 records[sample] = {**found[key], "cached": True, "error": None}
-        missing = [s for s in samples if s not in records]
+            elif key in state.pending:
+                shared[sample] = state.pending[key]
+        missing = [s for s in samples if s not in records and s not in shared]
+        key_of = dict(zip(samples, keys, strict=True))
+        owned = self._own(state, {s: key_of[s] for s in missing}) if self.cache.path is not None else {}
+        try:
+            await self._send_missing(state, model, messages, params, missing, key_of, records)
+        finally:
+            for sample, future in owned.items():
+                del state.pending[key_of[sample]]
+                if sample in records:  # an answer, or a failure record: waiters get the same
+                    future.set_result(records[sample])
+                else:  # raised (a fatal error, or cancelled): whoever waited sends its own
+                    future.cancel()
+        for sample, future in shared.items():
+            records[sample] = await self._shared(state, future, model, messages, params, sample)
+        out = [records[s] for s in samples]
+        for record in out:
+            self.stats.record(record)
+        return out
+
+    @staticmethod
+    def _own(state: _LoopState, keys: dict[int, str]) -> dict[int, asyncio.Future[dict[str, Any]]]:
+        """Announce the requests we are about to send: sample -> the future of its answer."""
+        loop = asyncio.get_running_loop()
+        owned = {sample: loop.create_future() for sample in keys}
+        for sample, key in keys.items():
+            state.pending[key] = owned[sample]
+        return owned
+
+    async def _shared(
+        self,
+        state: _LoopState,
+        future: asyncio.Future[dict[str, Any]],
+        model: str,
+        messages: list[dict[str, Any]],
+        params: dict[str, Any],
+        sample: int,
+    ) -> dict[str, Any]:
+        """The answer of an identical request in flight (not paid twice), or our own if that one failed."""
+        try:
+            record = await asyncio.shield(future)
+        except asyncio.CancelledError:
+            if not future.cancelled():
+                raise  # we are being cancelled, not the request we waited for
+            return (await self.complete(state, model, messages, params, [sample]))[0]
+        return {**record, "cached": True} if record["error"] is None else record
+
+    async def _send_missing(
+        self,
+        state: _LoopState,
+        model: str,
+        messages: list[dict[str, Any]],
+        params: dict[str, Any],
+        missing: list[int],
+        key_of: dict[int, str],
+        records: dict[int, dict[str, Any]],
+    ) -> None:
+        """Request ``missing`` samples (one request with ``n`` where the model takes it) into ``records``."""
+        if not missing:
+            return
         spec = self._specs[model]
         if len(missing) > 1 and spec.n_param is not False and model not in self._no_n:
             batches = [missing]
@@ -202,7 +266,6 @@ class ChatClient:
             results = await asyncio.gather(
                 *(self._request(state, spec, messages, params, b) for b in batches)
             )
-        key_of = dict(zip(samples, keys, strict=True))
         fresh: list[tuple[str, dict[str, Any]]] = []
         for batch, got in zip(batches, results, strict=True):
             for sample, record in zip(batch, got, strict=True):
@@ -212,10 +275,6 @@ class ChatClient:
                         (key_of[sample], {k: v for k, v in record.items() if k not in ("cached", "error")})
                     )
         self.cache.put_soon(fresh)
-        out = [records[s] for s in samples]
-        for record in out:
-            self.stats.record(record)
-        return out
 
     def keys(
         self, model: str, messages: list[dict[str, Any]], params: dict[str, Any], samples: list[int]

@@ -169,6 +169,23 @@ def test_cache_resumes_without_resending_and_max_tokens_changes_the_key(tmp_path
         assert not fake.duplicates()
 
 
+def test_the_same_prompt_twice_in_flight_is_paid_once(tmp_path: Path) -> None:
+    rows = Dataset.from_dict({"prompt": ["same question", "other question", "same question"]})
+    with FakeOpenAI(latency_s=0.2) as fake:  # all three rows are in flight together
+        out = rows.map(make(fake, n=2, cache_dir=str(tmp_path / "a")), batched=True)
+        assert fake.requests == 2  # one request (n=2) per distinct prompt
+        assert out["completions"][2] == out["completions"][0]
+        assert [m["cached"] for m in out["generation"][2]] == [True, True]  # answered, not paid
+        assert [m["cached"] for m in out["generation"][0]] == [False, False]
+        rows.map(make(fake, n=2, cache=False), batched=True)
+        assert fake.requests == 5  # --no-cache sends every request
+        fake.responder = lambda body: status(500) if "same" in str(body["messages"]) else None
+        failed = rows.map(make(fake, n=2, cache_dir=str(tmp_path / "b"), max_retries=1), batched=True)
+    assert failed["completions"][0] == [None, None] and failed["completions"][2] == [None, None]
+    assert failed["generation"][2][0]["error"] == failed["generation"][0][0]["error"]  # shared, not re-sent
+    assert fake.requests == 5 + 2 + 1  # "same question": 2 attempts, once; "other question": 1
+
+
 def test_cost_from_prices_when_the_provider_reports_none() -> None:
     with FakeOpenAI() as fake:
         priced = {"id": "m/a", "price_in": 1.0, "price_out": 2.0}
