@@ -30,240 +30,81 @@ Rules (row numbers in messages are 0-based, as ``ds[i]``):
 from __future__ import annotations
 
 import dataclasses
-import itertools
-import math
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from hfpref.config import CurateConfig
 from hfpref.errors import ConfigError, InputError
-from hfpref.folder import assign_test, prompt_key, write_folder
-from hfpref.verdicts import split_steps
+from hfpref.folder import assign_test, write_folder
+from hfpref.scored import STEP_SEPARATOR, Candidate, Chunk, ScoredInput, Steps, mean
 
 if TYPE_CHECKING:
     from datasets import Dataset, DatasetDict
 
-PROMPT_COLUMNS = ("prompt", "input", "question")
-STEP_SEPARATOR = "\n\n"
 _EPS = 1e-9
-
-
-@dataclass(slots=True)
-class _Candidate:
-    index: int  # position in the row's completions
-    flat: int  # position in the flattened completions column (output texts are taken from there)
-    text: str
-    score: float
-    model: str | None
-
-
-@dataclass(slots=True)
-class _Steps:
-    index: int
-    steps: list[str]
-    scores: list[float]
-
-
-@dataclass
-class _Rows:
-    """The input, read once into Python lists and checked."""
-
-    prompt_column: pa.ChunkedArray
-    completions: pa.Array  # every completion of every row, flattened
-    conversational: bool
-    texts: list[str]  # prompt as plain text
-    keys: list[str]  # grouping key of the prompt
-    candidates: list[list[_Candidate]]  # usable, unique texts, best first
-    scored: list[list[_Candidate]]  # usable, input order, duplicates kept
-    steps: list[list[_Steps]] | None
-    stats: dict[str, Any]
-    usage: dict[str, Any] | None
-    model_counts: Counter[str]
 
 
 @dataclass
 class _Built:
-    """One config before splitting: the input row of each output row, its values (in ``COLUMN_ORDER``
-    after ``prompt``), the rows left out and why, and statistics."""
+    """One config before splitting, filled chunk by chunk: the input row of each output row (``src``),
+    its values (in ``COLUMN_ORDER`` after ``prompt``) and, in step configs, its prompt. Each chunk's
+    rows become one Arrow part (:meth:`flush`); completion texts stay flat indices until the end."""
 
     name: str
     src: list[int] = field(default_factory=list)
     values: list[tuple[Any, ...]] = field(default_factory=list)
     prompts: list[str] | None = None  # explicit prompts (step configs); else taken from the input
+    parts: list[pa.Table] = field(default_factory=list)
+    rows: int = 0
     dropped: Counter[str] = field(default_factory=Counter)
-    stats: dict[str, Any] = field(default_factory=dict)
 
     def add(self, row: int, *values: Any) -> None:
         self.src.append(row)
         self.values.append(values)
 
-    def column(self, name: str) -> list[Any]:
-        index = COLUMN_ORDER[self.name].index(name) - 1
-        return [v[index] for v in self.values]
+    def _type(self, name: str) -> pa.DataType:
+        if self.prompts is not None or name not in FLAT_TEXT:
+            return TYPES[name]
+        return pa.list_(pa.int64()) if name == "completions" else pa.int64()
+
+    def flush(self) -> None:
+        """The rows added since the last flush as one Arrow part."""
+        if not self.src:
+            return
+        arrays = {"src": pa.array(self.src, pa.int64())}
+        if self.prompts is not None:
+            arrays["prompt"] = pa.array(self.prompts, pa.string())
+            self.prompts = []
+        for name, values in zip(COLUMN_ORDER[self.name][1:], zip(*self.values, strict=True), strict=True):
+            arrays[name] = pa.array(values, self._type(name))
+        self.parts.append(pa.table(arrays))
+        self.rows += len(self.src)
+        self.src, self.values = [], []
+
+    def column(self, name: str) -> pa.Array:
+        kind = pa.int64() if name == "src" else pa.string() if name == "prompt" else self._type(name)
+        chunks = [chunk for part in self.parts for chunk in part.column(name).chunks]
+        return pa.chunked_array(chunks, kind).combine_chunks()
+
+    def values_of(self, name: str) -> Iterator[Any]:
+        """The Python values of a column, in row order, one part at a time."""
+        for part in self.parts:
+            yield from part.column(name).to_pylist()
 
 
-def _mean(values: list[float]) -> float | None:
-    return round(sum(values) / len(values), 4) if values else None
+def release_arrow_memory() -> None:
+    """Give the OS back the Arrow memory freed so far: the default pool (mimalloc) keeps it for reuse,
+    and the copies made on the way to each config would otherwise pile up in the peak RSS."""
+    pa.default_memory_pool().release_unused()
 
 
-def _arrow(ds: Any) -> pa.Table:
-    from datasets import Dataset, IterableDataset
-
-    if isinstance(ds, list):
-        ds = Dataset.from_list(ds)
-    elif isinstance(ds, IterableDataset):
-        ds = Dataset.from_list(list(ds))
-    if not isinstance(ds, Dataset):
-        hint = ": pass one split, e.g. ds['train']" if isinstance(ds, dict) else ""
-        raise InputError(
-            f"curate: expected a datasets.Dataset or a list of rows, got {type(ds).__name__}{hint}"
-        )
-    return ds.with_format("arrow")[:]
-
-
-def _prompt_text(prompt: Any, row: int) -> str:
-    """The plain text of one prompt, checked."""
-    if isinstance(prompt, str):
-        if not prompt.strip():
-            raise InputError(f"row {row}: prompt is empty")
-        return prompt
-    if not prompt:
-        raise InputError(f"row {row}: prompt is null or an empty message list")
-    for message in prompt:
-        if not isinstance(message.get("content"), str) or not isinstance(message.get("role"), str):
-            raise InputError(f"row {row}: prompt messages need string `role` and `content`, got {message!r}")
-    return STEP_SEPARATOR.join(m["content"] for m in prompt)
-
-
-def _score(value: Any, row: int, j: int, column: str = "scores") -> float | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
-        raise InputError(f"row {row}: {column}[{j}] = {value!r}, expected a number in [0, 1] or null")
-    return float(value)
-
-
-def _scores(values: Any, row: int, length: int, column: str = "scores") -> list[float | None]:
-    values = _list(values, row, column, length)
-    if all(v is None or (type(v) is float and 0.0 <= v <= 1.0) for v in values):
-        return values  # the common case, checked fast
-    return [_score(v, row, j, column) for j, v in enumerate(values)]
-
-
-def _list(value: Any, row: int, column: str, length: int) -> list[Any]:
-    if value is None:
-        return [None] * length
-    if len(value) != length:
-        raise InputError(f"row {row}: {column} has {len(value)} entries, completions has {length}")
-    return value
-
-
-def _step_items(
-    row: int, texts: list[Any], step_scores: list[Any], steps_col: list[Any] | None
-) -> list[_Steps]:
-    items = []
-    for j, (text, scores) in enumerate(zip(texts, step_scores, strict=True)):
-        if not isinstance(text, str) or not text.strip() or not scores:
-            continue
-        values = _scores(scores, row, len(scores), f"step_scores[{j}]")
-        steps = steps_col[j] if steps_col is not None and steps_col[j] is not None else split_steps(text)
-        if any(v is None for v in values) or len(steps) != len(values):
-            continue  # a step count that disagrees with the judge's cannot be lined up
-        items.append(_Steps(j, [s.strip() for s in steps], values))  # type: ignore[arg-type]
-    return items
-
-
-def _read(ds: Any) -> _Rows:
-    table = _arrow(ds)
-    names = table.column_names
-    prompt_name = next((c for c in PROMPT_COLUMNS if c in names), None)
-    if prompt_name is None:
-        raise InputError(f"input has no prompt column (prompt, input or question); columns: {names}")
-    for needed, hint in (("completions", "generate completions first"), ("scores", "judge them first")):
-        if needed not in names:
-            raise InputError(f"input has no `{needed}` column ({hint}); columns: {names}")
-    prompt_type = table.schema.field(prompt_name).type
-    conversational = pa.types.is_list(prompt_type) or pa.types.is_large_list(prompt_type)
-    if not conversational and not (pa.types.is_string(prompt_type) or pa.types.is_large_string(prompt_type)):
-        raise InputError(f"column {prompt_name}: expected strings or message lists, got {prompt_type}")
-
-    completions_type = table.schema.field("completions").type
-    if not (pa.types.is_list(completions_type) or pa.types.is_large_list(completions_type)) or not (
-        pa.types.is_string(completions_type.value_type)
-        or pa.types.is_large_string(completions_type.value_type)
-    ):
-        raise InputError(f"column completions: expected lists of strings, got {completions_type}")
-    if not table.num_rows:
-        raise InputError("input has no rows")
-    nested = table.column("completions").combine_chunks()
-    offsets = nested.offsets.to_pylist()
-
-    def col(name: str) -> list[Any] | None:
-        return table.column(name).to_pylist() if name in names else None
-
-    prompts, completions, scores = col(prompt_name), col("completions"), col("scores")
-    models, step_scores, steps_col = col("completion_models"), col("step_scores"), col("steps")
-    texts, keys, candidates, scored, steps = [], [], [], [], []
-    null_completions = null_scores = 0
-    for i, (prompt, comps) in enumerate(zip(prompts, completions, strict=True)):  # type: ignore[arg-type]
-        texts.append(_prompt_text(prompt, i))
-        keys.append(prompt_key(prompt))
-        comps, first = comps or [], offsets[i] - offsets[0]
-        row_scores = _scores(scores[i], i, len(comps))  # type: ignore[index]
-        row_models = _list(models[i], i, "completion_models", len(comps)) if models else [None] * len(comps)
-        usable, seen = [], set()
-        for j, (comp, score) in enumerate(zip(comps, row_scores, strict=True)):
-            if not isinstance(comp, str) or not comp.strip():
-                null_completions += 1
-            elif score is None:
-                null_scores += 1
-            else:
-                usable.append(_Candidate(j, first + j, comp, score, row_models[j]))
-        scored.append(usable)
-        unique = [c for c in usable if not (c.text in seen or seen.add(c.text))]  # type: ignore[func-returns-value]
-        candidates.append(sorted(unique, key=lambda c: (-c.score, c.index)))
-        if step_scores is not None:
-            row_steps = _list(step_scores[i], i, "step_scores", len(comps))
-            row_texts = _list(steps_col[i], i, "steps", len(comps)) if steps_col else None
-            steps.append(_step_items(i, comps, row_steps, row_texts))
-    model_counts = Counter(m for row in models or [] for m in row or [] if m)
-    generation = col("generation")
-    all_scores = [c.score for row in scored for c in row]
-    mean = _mean(all_scores)
-    stats = {
-        "rows": len(prompts),  # type: ignore[arg-type]
-        "prompts": len(set(keys)),
-        "completions": sum(len(c or []) for c in completions),  # type: ignore[union-attr]
-        "max_completions": max((len(c or []) for c in completions), default=0),  # type: ignore[union-attr]
-        "null_completions": null_completions,
-        "null_scores": null_scores,
-        "mean_score": mean,
-        "score_std": round(math.sqrt(sum((s - mean) ** 2 for s in all_scores) / len(all_scores)), 4)
-        if all_scores
-        else None,
-        "tied_rows": sum(1 for row in candidates if len(row) >= 2 and row[0].score == row[-1].score),
-    }
-    return _Rows(
-        table.column(prompt_name),
-        nested.flatten(),
-        conversational,
-        texts,
-        keys,
-        candidates,
-        scored,
-        steps if step_scores is not None else None,
-        stats,
-        _usage(generation) if generation is not None else None,
-        model_counts,
-    )
-
-
-def _pairs(cands: list[_Candidate], cfg: CurateConfig) -> tuple[list[tuple[_Candidate, _Candidate]], str]:
+def _pairs(cands: list[Candidate], cfg: CurateConfig) -> tuple[list[tuple[Candidate, Candidate]], str]:
     """DPO pairs of one row, and the reason when there are none."""
     if len(cands) < 2:
         return [], "fewer than 2 usable completions"
@@ -286,60 +127,64 @@ def _pairs(cands: list[_Candidate], cfg: CurateConfig) -> tuple[list[tuple[_Cand
     return pairs, "" if pairs else "margin below min_margin"
 
 
-def _build_dpo(rows: _Rows, cfg: CurateConfig) -> _Built:
-    built = _Built("dpo")
-    for i, cands in enumerate(rows.candidates):
+def _build_dpo(rows: Chunk, cfg: CurateConfig, built: _Built) -> None:
+    for i, cands in enumerate(rows.candidates, rows.start):
         pairs, reason = _pairs(cands, cfg)
         if not pairs:
             built.dropped[reason] += 1
         for a, b in pairs:
             margin = round(a.score - b.score, 9)
             built.add(i, a.flat, b.flat, a.score, b.score, margin, a.model, b.model)
-    built.stats = {
-        "mean_score_chosen": _mean(built.column("score_chosen")),
-        "mean_score_rejected": _mean(built.column("score_rejected")),
-        "mean_margin": _mean(built.column("margin")),
+
+
+def _dpo_stats(built: _Built) -> dict[str, Any]:
+    return {
+        "mean_score_chosen": mean(built.values_of("score_chosen"), built.rows),
+        "mean_score_rejected": mean(built.values_of("score_rejected"), built.rows),
+        "mean_margin": mean(built.values_of("margin"), built.rows),
     }
-    return built
 
 
-def _build_sft(rows: _Rows, cfg: CurateConfig) -> _Built:
-    built = _Built("sft")
-    for i, cands in enumerate(rows.candidates):
+def _build_sft(rows: Chunk, cfg: CurateConfig, built: _Built) -> None:
+    for i, cands in enumerate(rows.candidates, rows.start):
         approved = [c for c in cands if c.score >= cfg.threshold - _EPS]
         if not approved:
             built.dropped["no usable completion" if not cands else "no completion scored >= threshold"] += 1
         for c in approved:
             built.add(i, c.flat, c.score, c.model)
-    built.stats = {"mean_score": _mean(built.column("score"))}
-    return built
 
 
-def _build_kto(rows: _Rows, cfg: CurateConfig) -> _Built:
-    built = _Built("kto")
-    for i, cands in enumerate(rows.candidates):
+def _sft_stats(built: _Built) -> dict[str, Any]:
+    return {"mean_score": mean(built.values_of("score"), built.rows)}
+
+
+def _build_kto(rows: Chunk, cfg: CurateConfig, built: _Built) -> None:
+    for i, cands in enumerate(rows.candidates, rows.start):
         if not cands:
             built.dropped["no usable completion"] += 1
         for c in cands:
             built.add(i, c.flat, c.score >= cfg.threshold - _EPS)
-    desirable = sum(built.column("label"))
-    built.stats = {"desirable": desirable, "undesirable": len(built.src) - desirable}
-    return built
 
 
-def _build_grpo(rows: _Rows, cfg: CurateConfig) -> _Built:
-    built = _Built("grpo")
-    for i, usable in enumerate(rows.scored):
+def _kto_stats(built: _Built) -> dict[str, Any]:
+    desirable = sum(built.values_of("label"))
+    return {"desirable": desirable, "undesirable": built.rows - desirable}
+
+
+def _build_grpo(rows: Chunk, cfg: CurateConfig, built: _Built) -> None:
+    for i, usable in enumerate(rows.scored, rows.start):
         if not usable:
             built.dropped["no usable completion"] += 1
             continue
         built.add(i, [c.flat for c in usable], [c.score for c in usable])
+
+
+def _grpo_stats(built: _Built) -> dict[str, Any]:
     groups = built.column("scores")
-    built.stats = {
-        "mean_completions": _mean([len(g) for g in groups]),
-        "mean_score": _mean([s for g in groups for s in g]),
+    return {
+        "mean_completions": mean(pc.list_value_length(groups).to_pylist(), built.rows),
+        "mean_score": mean(groups.flatten().to_pylist(), len(groups.flatten())),
     }
-    return built
 
 
 def step_prompt(text: str, prefix: list[str]) -> str:
@@ -347,20 +192,21 @@ def step_prompt(text: str, prefix: list[str]) -> str:
     return text + STEP_SEPARATOR + "".join(step + STEP_SEPARATOR for step in prefix)
 
 
-def _build_stepwise(rows: _Rows, cfg: CurateConfig) -> _Built:
-    built = _Built("stepwise", prompts=[])
-    for i, items in enumerate(rows.steps or []):
+def _build_stepwise(rows: Chunk, cfg: CurateConfig, built: _Built) -> None:
+    for i, (text, items) in enumerate(zip(rows.texts, rows.steps or [], strict=False), rows.start):
         if not items:
             built.dropped["no completion with matching step_scores"] += 1
         for item in items:
-            built.prompts.append(rows.texts[i])  # type: ignore[union-attr]
+            built.prompts.append(text)  # type: ignore[union-attr]
             built.add(i, item.steps, [s >= cfg.step_threshold - _EPS for s in item.scores])
-    labels = [label for group in built.column("labels") for label in group]
-    built.stats = {"steps": len(labels), "correct_steps": _mean([float(x) for x in labels])}
-    return built
 
 
-def _chosen_step(items: list[_Steps], wrong: _Steps, k: int, ok: float) -> str | None:
+def _stepwise_stats(built: _Built) -> dict[str, Any]:
+    labels = built.column("labels").flatten()
+    return {"steps": len(labels), "correct_steps": mean((float(x) for x in labels.to_pylist()), len(labels))}
+
+
+def _chosen_step(items: list[Steps], wrong: Steps, k: int, ok: float) -> str | None:
     """The correct step ``k`` of another completion with the same correct prefix as ``wrong``: one whose
     remaining steps are all correct first, then the higher step score, then the earlier completion."""
     best: tuple[tuple[bool, float, int], str] | None = None
@@ -375,10 +221,9 @@ def _chosen_step(items: list[_Steps], wrong: _Steps, k: int, ok: float) -> str |
     return None if best is None else best[1]
 
 
-def _build_step_dpo(rows: _Rows, cfg: CurateConfig) -> _Built:
-    built = _Built("step_dpo", prompts=[])
+def _build_step_dpo(rows: Chunk, cfg: CurateConfig, built: _Built) -> None:
     ok = cfg.step_threshold - _EPS
-    for i, items in enumerate(rows.steps or []):
+    for i, (text, items) in enumerate(zip(rows.texts, rows.steps or [], strict=False), rows.start):
         firsts = [(item, next((k for k, s in enumerate(item.scores) if s < ok), -1)) for item in items]
         wrong = [(item, k) for item, k in firsts if k >= 0]
         seen: set[tuple[str, ...]] = set()
@@ -388,7 +233,7 @@ def _build_step_dpo(rows: _Rows, cfg: CurateConfig) -> _Built:
             if chosen is None or key in seen:
                 continue
             seen.add(key)
-            built.prompts.append(step_prompt(rows.texts[i], item.steps[:k]))  # type: ignore[union-attr]
+            built.prompts.append(step_prompt(text, item.steps[:k]))  # type: ignore[union-attr]
             built.add(i, chosen, item.steps[k], k)
         if not seen:
             reason = (
@@ -399,18 +244,21 @@ def _build_step_dpo(rows: _Rows, cfg: CurateConfig) -> _Built:
                 else "no correct step after the same prefix"
             )
             built.dropped[reason] += 1
-    built.stats = {"mean_step_index": _mean([float(k) for k in built.column("step_index")])}
-    return built
+
+
+def _step_dpo_stats(built: _Built) -> dict[str, Any]:
+    return {"mean_step_index": mean((float(k) for k in built.values_of("step_index")), built.rows)}
 
 
 BUILDERS = {
-    "dpo": _build_dpo,
-    "sft": _build_sft,
-    "kto": _build_kto,
-    "grpo": _build_grpo,
-    "step_dpo": _build_step_dpo,
-    "stepwise": _build_stepwise,
-}
+    "dpo": (_build_dpo, _dpo_stats),
+    "sft": (_build_sft, _sft_stats),
+    "kto": (_build_kto, _kto_stats),
+    "grpo": (_build_grpo, _grpo_stats),
+    "step_dpo": (_build_step_dpo, _step_dpo_stats),
+    "stepwise": (_build_stepwise, _stepwise_stats),
+}  # name -> (add one chunk's rows, statistics once every chunk is in)
+STEP_CONFIGS = {"step_dpo", "stepwise"}  # explicit prompts: step texts, not completions of the input
 COLUMN_ORDER = {
     "dpo": [
         "prompt",
@@ -441,9 +289,9 @@ TYPES = {
 FLAT_TEXT = {"chosen", "rejected", "completion", "completions"}  # columns holding flat completion indices
 
 
-def _texts(flat: pa.Array, indices: list[int], conv: bool) -> pa.Array:
+def _texts(flat: pa.Array, indices: pa.Array, conv: bool) -> pa.Array:
     """Completions by flat index, as strings or as one-message assistant lists."""
-    texts = flat.take(pa.array(indices, pa.int64())).cast(pa.string())
+    texts = flat.take(indices).cast(pa.string())
     if not conv:
         return texts
     messages = pa.StructArray.from_arrays(
@@ -452,38 +300,49 @@ def _texts(flat: pa.Array, indices: list[int], conv: bool) -> pa.Array:
     return pa.ListArray.from_arrays(pa.array(range(len(texts) + 1), pa.int32()), messages)
 
 
-def _column(rows: _Rows, built: _Built, name: str, values: list[Any], conv: bool) -> pa.Array:
+def _as_built(values: pa.Array) -> pa.Array:
+    """``values`` as ``pa.array`` builds them: a validity bitmap only when there are nulls (``take``
+    gives strings one), lists rebuilt from their items (lists are never null here)."""
+    if pa.types.is_list(values.type):
+        return pa.ListArray.from_arrays(
+            pc.subtract(values.offsets, values.offsets[0]), _as_built(values.flatten())
+        )
+    if values.null_count or values.buffers()[0] is None:
+        return values
+    return pa.Array.from_buffers(values.type, len(values), [None, *values.buffers()[1:]], 0, values.offset)
+
+
+def _column(flat: pa.Array, built: _Built, name: str, values: pa.Array, conv: bool) -> pa.Array:
+    """One output column from its ordered values (texts from their flat indices in ``flat``)."""
     if built.prompts is not None or name not in FLAT_TEXT:
-        return pa.array(values, TYPES[name])
+        return _as_built(values)
     if name != "completions":
-        return _texts(rows.completions, values, conv)
-    lengths = [len(group) for group in values]
-    offsets = pa.array([0, *itertools.accumulate(lengths)], pa.int32())
-    return pa.ListArray.from_arrays(offsets, _texts(rows.completions, [i for g in values for i in g], conv))
+        return _texts(flat, values, conv)
+    offsets = pc.subtract(values.offsets, values.offsets[0])
+    return pa.ListArray.from_arrays(offsets, _texts(flat, values.flatten(), conv))
 
 
-def _dataset_dict(rows: _Rows, built: _Built, conv: bool, is_test: list[bool]) -> DatasetDict:
+def _dataset_dict(
+    prompts: pa.Array | pa.ChunkedArray, flat: pa.Array, built: _Built, conv: bool, is_test: pa.Array
+) -> DatasetDict:
     """The train/test ``DatasetDict`` of one config (test holds the rows of test prompts; empty splits
-    are left out). Rows are ordered train first, so each split is a zero-copy slice."""
+    are left out). Rows are ordered train first, so each split is a zero-copy slice. ``prompts`` and
+    ``flat``: each input row's prompt (as written) and every completion, where the rows take theirs."""
     from datasets import Dataset, DatasetDict
     from datasets.fingerprint import generate_random_fingerprint
     from datasets.table import InMemoryTable
 
-    order = sorted(range(len(built.src)), key=lambda n: is_test[built.src[n]])
-    n_train = sum(1 for i in built.src if not is_test[i])
-    src = pa.array([built.src[n] for n in order], pa.int64())
-    if built.prompts is not None:
-        prompt = pa.array([built.prompts[n] for n in order], pa.string())
-    elif conv:
-        prompt = rows.prompt_column.take(src)
-    else:
-        prompt = pa.array(rows.texts, pa.string()).take(src)
-    arrays = {"prompt": prompt}
-    ordered = [built.values[n] for n in order]
-    for name, values in zip(COLUMN_ORDER[built.name][1:], zip(*ordered, strict=True), strict=True):
-        arrays[name] = _column(rows, built, name, list(values), conv)
+    src = built.column("src")
+    test = is_test.take(src)
+    train_rows = pc.indices_nonzero(pc.invert(test))
+    order = pa.concat_arrays([train_rows, pc.indices_nonzero(test)])
+    src = src.take(order)
+    explicit = built.prompts is not None
+    arrays = {"prompt": _as_built(built.column("prompt").take(order)) if explicit else prompts.take(src)}
+    for name in COLUMN_ORDER[built.name][1:]:
+        arrays[name] = _column(flat, built, name, built.column(name).take(order), conv)
     table = pa.table(arrays)
-    parts = {"train": table.slice(0, n_train), "test": table.slice(n_train)}
+    parts = {"train": table.slice(0, len(train_rows)), "test": table.slice(len(train_rows))}
     # A random fingerprint: hashing the whole table (datasets' default) costs more than building it.
     return DatasetDict(
         {
@@ -494,20 +353,38 @@ def _dataset_dict(rows: _Rows, built: _Built, conv: bool, is_test: list[bool]) -
     )
 
 
-def _usage(generation: list[Any]) -> dict[str, Any]:
-    """Tokens, cost (None = unknown), truncations and failures from the ``generation`` column."""
-    usage: dict[str, Any] = dict.fromkeys(["prompt_tokens", "completion_tokens", "truncated", "failed"], 0)
-    cost: float | None = 0.0
-    for meta in (m for row in generation for m in row or [] if isinstance(m, dict)):
-        usage["prompt_tokens"] += meta.get("prompt_tokens") or 0
-        usage["completion_tokens"] += meta.get("completion_tokens") or 0
-        usage["truncated"] += meta.get("finish_reason") == "length"
-        usage["failed"] += bool(meta.get("error"))
-        if meta.get("cost") is None and not meta.get("error"):
-            cost = None  # one unknown price makes the total unknown, never a smaller number
-        elif cost is not None:
-            cost += meta.get("cost") or 0.0
-    return {**usage, "cost_usd": None if cost is None else round(cost, 6)}
+def _is_test(keys: pa.Array, cfg: CurateConfig) -> pa.Array:
+    """Whether each distinct prompt key goes to the test split (the keys' Python strings die here)."""
+    test = assign_test(keys.to_pylist(), cfg.test_size, cfg.seed)
+    return pc.is_in(keys, value_set=pa.array(list(test), pa.string()))
+
+
+def _configs(
+    source: ScoredInput, builts: dict[str, _Built], cfg: CurateConfig
+) -> tuple[dict[str, DatasetDict], dict[str, Any], int]:
+    """(config -> ``DatasetDict`` for the configs with rows, statistics of every config, distinct
+    prompts), once every chunk is in; what the configs are taken from dies here."""
+    release_arrow_memory()
+    keys, prompt_ids = source.prompt_ids()
+    is_test = _is_test(keys, cfg).take(prompt_ids)
+    release_arrow_memory()
+    conv = source.conversational and cfg.style == "conversational"
+    prompts = source.prompt_column if conv else source.texts()
+    flat = source.nested.combine_chunks().flatten()  # every completion: output texts are taken from here
+    configs: dict[str, DatasetDict] = {}
+    stats: dict[str, Any] = {}
+    for name, built in builts.items():
+        stats[name] = {
+            "rows": built.rows,
+            "prompts": pc.count_distinct(prompt_ids.take(built.column("src"))).as_py(),
+            **BUILDERS[name][1](built),
+            "dropped": dict(built.dropped.most_common()),
+        }
+        if built.rows:
+            configs[name] = _dataset_dict(prompts, flat, built, conv and built.prompts is None, is_test)
+        built.parts.clear()  # what is left of this config is in its DatasetDict
+        release_arrow_memory()
+    return configs, stats, len(keys)
 
 
 def curate_config(config: CurateConfig | None = None, **overrides: Any) -> CurateConfig:
@@ -551,35 +428,31 @@ def curate(
     (``statistics`` says why); no rows at all is an :class:`InputError`.
     """
     cfg = curate_config(config, **overrides)
-    rows = _read(ds)
-    if rows.steps is None and {"step_dpo", "stepwise"} & set(cfg.formats):
+    source = ScoredInput(ds, cfg.style)
+    steps_missing = not source.has_steps and bool(STEP_CONFIGS & set(cfg.formats))
+    builts = {
+        name: _Built(name, prompts=[] if name in STEP_CONFIGS else None)
+        for name in ([] if steps_missing else cfg.formats)
+    }
+    for rows in source.read():  # every row is checked, even when the step formats cannot be built
+        for built in builts.values():
+            BUILDERS[built.name][0](rows, cfg, built)
+            built.flush()
+    if steps_missing:
         raise InputError("formats step_dpo/stepwise need a `step_scores` column (judge with --mode stepwise)")
-    test = assign_test(rows.keys, cfg.test_size, cfg.seed)
-    is_test = [key in test for key in rows.keys]
-    conv = rows.conversational and cfg.style == "conversational"
-    configs: dict[str, DatasetDict] = {}
-    stats: dict[str, Any] = {}
-    for name in cfg.formats:
-        built = BUILDERS[name](rows, cfg)
-        stats[name] = {
-            "rows": len(built.src),
-            "prompts": len({rows.keys[i] for i in built.src}),
-            **built.stats,
-            "dropped": dict(built.dropped.most_common()),
-        }
-        if built.src:
-            configs[name] = _dataset_dict(rows, built, conv and built.prompts is None, is_test)
+    configs, stats, prompts = _configs(source, builts, cfg)
     if not configs:
         summary = "; ".join(f"{n}: {', '.join(s['dropped']) or 'no rows'}" for n, s in stats.items())
         raise InputError(f"no config has any rows ({summary})")
+    input_stats = source.stats(prompts)
     prov = dict(provenance or {})
-    if "generation" not in prov and rows.model_counts:
-        models = [{"id": model, "completions": n} for model, n in sorted(rows.model_counts.items())]
-        prov["generation"] = {"models": models, "n": rows.stats["max_completions"], "inferred": True}
-    if "usage" not in prov and rows.usage is not None:
-        prov["usage"] = rows.usage
+    if "generation" not in prov and source.model_counts:
+        models = [{"id": model, "completions": n} for model, n in sorted(source.model_counts.items())]
+        prov["generation"] = {"models": models, "n": input_stats["max_completions"], "inferred": True}
+    if "usage" not in prov and source.usage is not None:
+        prov["usage"] = source.usage.result()
     prov["curate"] = dataclasses.asdict(cfg)
-    prov["input"] = rows.stats
+    prov["input"] = input_stats
     prov["configs"] = {name: {"statistics": stats[name]} for name in configs}
     prov["skipped_configs"] = {name: s["dropped"] for name, s in stats.items() if name not in configs}
     if folder is not None:

@@ -403,23 +403,47 @@ async def judge(batch: Mapping[str, Any], indices: Any = None) -> dict[str, Any]
     return await _DEFAULT[0](batch, indices)
 
 
-def judge_statistics(rows: list[dict[str, Any]], scores: list[list[float | None]]) -> dict[str, Any]:
-    """What the card reports about the judges, from the ``judge`` and ``scores`` columns of a run."""
-    calls = sum(r["calls"] for r in rows)
-    asked = sum(r["verdicts"] for r in rows)
-    pairs = sum(r["pairs"] for r in rows)
-    agreements = [r["agreement"] for r in rows if r["agreement"] is not None]
-    costs = [r["cost"] for r in rows]
-    flat = [s for row in scores for s in row if s is not None]
-    histogram = collections.Counter(min(int(s * 10), 9) for s in flat)
+def judge_statistics(
+    rows: collections.abc.Iterable[Mapping[str, Any]], scores: collections.abc.Iterable[list[float | None]]
+) -> dict[str, Any]:
+    """What the card reports about the judges, from the ``judge`` and ``scores`` columns of a run.
+
+    One pass over each (they may be generators reading a dataset in batches); what is kept per row is
+    one float per agreement and per score (for the exact ``fmean``) and the costs (summed as ``sum``).
+    """
+    import array
+
+    calls = asked = pairs = parse_failures = failed_calls = inconsistent = 0
+    agreements = array.array("d")
+    costs: list[float | None] = []
+    for r in rows:
+        calls += r["calls"]
+        asked += r["verdicts"]
+        pairs += r["pairs"]
+        parse_failures += r["parse_failures"]
+        failed_calls += r.get("failed_calls", 0)
+        inconsistent += r["inconsistent_pairs"]
+        if r["agreement"] is not None:
+            agreements.append(r["agreement"])
+        costs.append(r["cost"])
+    flat = array.array("d")
+    unscored = 0
+    histogram: collections.Counter[int] = collections.Counter()
+    for row in scores:
+        for s in row:
+            if s is None:
+                unscored += 1
+            else:
+                flat.append(s)
+                histogram[min(int(s * 10), 9)] += 1
     return {
         "calls": calls,
-        "parse_failure_rate": sum(r["parse_failures"] for r in rows) / asked if asked else None,
-        "failed_calls": sum(r.get("failed_calls", 0) for r in rows),
-        "unscored_completions": sum(s is None for row in scores for s in row),
+        "parse_failure_rate": parse_failures / asked if asked else None,
+        "failed_calls": failed_calls,
+        "unscored_completions": unscored,
         "score_histogram": {f"{b / 10:.1f}-{(b + 1) / 10:.1f}": histogram[b] for b in range(10)},
         "mean_score": statistics.fmean(flat) if flat else None,
-        "position_inconsistency_rate": sum(r["inconsistent_pairs"] for r in rows) / pairs if pairs else None,
+        "position_inconsistency_rate": inconsistent / pairs if pairs else None,
         "agreement": statistics.fmean(agreements) if agreements else None,
-        "cost_usd": None if None in costs else sum(costs),
+        "cost_usd": None if None in costs else sum(costs),  # type: ignore[arg-type]
     }

@@ -7,9 +7,12 @@ job: rerunning a killed command re-sends only the requests whose answers never a
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+import functools
+import math
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 from hfpref.config import RunConfig, parse_models
@@ -17,6 +20,9 @@ from hfpref.errors import BudgetExceededError, ConfigError, HfprefError, InputEr
 from hfpref.stage import prompt_column, read_text_file, to_messages
 
 MAP_BATCH_SIZE = 256
+GATE_ROWS = 4096  # rows let into a stage at once (or 16 per request of concurrency, if more)
+RUN_MAP_ROWS = 1024  # rows per map batch of `run`'s own (unsaved) datasets
+READ_BATCH_ROWS = 1000  # rows of a result column read into Python at a time (reports, statistics)
 
 
 def _replace(obj: Any, **changes: Any) -> Any:
@@ -72,7 +78,7 @@ def check_prompts(
     ids = "id" in ds.column_names
     read = [column, *(["id"] if ids else []), *(["completions"] if completions else [])]
     offset = 0
-    for batch in ds.select_columns(read).iter(batch_size=10_000):
+    for batch in ds.select_columns(read).iter(batch_size=READ_BATCH_ROWS):
         for i, prompt in enumerate(batch[column]):
             where = f"row {offset + i}" + (f" (id={batch['id'][i]!r})" if ids else "")
             to_messages(prompt, where, column, system_prompt)
@@ -84,22 +90,146 @@ def check_prompts(
     return column
 
 
-def generation_report(rows: Iterable[list[dict[str, Any]]]) -> tuple[int, int, list[str]]:
-    """(completions, failed, budget errors) over a ``generation`` column."""
+def _values(ds: Any, column: str) -> Iterator[Any]:
+    """The Python value of ``column`` in each row of ``ds``, read ``READ_BATCH_ROWS`` rows at a time."""
+    for batch in ds.select_columns([column]).with_format("arrow").iter(batch_size=READ_BATCH_ROWS):
+        yield from batch.column(column).to_pylist()
+
+
+def _fields(ds: Any, column: str, name: str) -> Iterator[Any]:
+    """Field ``name`` of every record of ``column`` (records: ``judge``; lists of records: ``generation``)
+    in order, read in batches without building the records."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    for batch in ds.select_columns([column]).with_format("arrow").iter(batch_size=READ_BATCH_ROWS):
+        records = batch.column(column)
+        if pa.types.is_list(records.type) or pa.types.is_large_list(records.type):
+            records = pc.list_flatten(records)
+        yield from pc.struct_field(records, name).to_pylist()
+
+
+def generation_report(errors: Iterable[str | None]) -> tuple[int, int, list[str]]:
+    """(completions, failed, budget errors) from the ``error`` of every record of a ``generation`` column."""
     total = failed = 0
     budget: list[str] = []
-    for records in rows:
-        for record in records:
-            total += 1
-            if record.get("error"):
-                failed += 1
-                if "budget of $" in record["error"]:
-                    budget.append(record["error"])
+    for error in errors:
+        total += 1
+        if error:
+            failed += 1
+            if "budget of $" in error:
+                budget.append(error)
     return total, failed, budget
 
 
-def _first_error(generation: Iterable[list[dict[str, Any]]]) -> str:
-    return next(r["error"] for records in generation for r in records if r.get("error"))
+def _first_error(ds: Any) -> str:
+    return next(error for error in _fields(ds, "generation", "error") if error)
+
+
+class _Gate:
+    """Lets at most ``limit`` batches into a stage at once (one gate per ``map`` call).
+
+    ``datasets``' async map starts up to 1000 batches together, and each would read its rows and build
+    its requests before the client's backlog admits it: at 100k rows, the whole dataset. Behind the
+    gate they wait unread. A batch leaves the gate with its last row, so the gate holds ``GATE_ROWS``
+    rows, at least 16 per request of concurrency: the backlog (2 per request) stays full even while
+    most batches in the stage wait for one straggling request (a retry, a timeout).
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._semaphore: asyncio.Semaphore | None = None
+
+    @classmethod
+    def for_stage(cls, concurrency: int, batch_size: int) -> _Gate:
+        return cls(math.ceil(max(GATE_ROWS, 16 * concurrency) / batch_size))
+
+    def __reduce__(self) -> tuple[Any, ...]:  # pickled (num_proc, datasets' fingerprint) by its limit
+        return (_Gate, (self.limit,))
+
+    def semaphore(self) -> asyncio.Semaphore:
+        if self._semaphore is None:
+            self._semaphore = asyncio.Semaphore(self.limit)
+        return self._semaphore
+
+
+class _Part(Mapping[str, Any]):
+    """Rows ``start:stop`` of a map batch; a column is read (from the batch) when the stage reads it."""
+
+    def __init__(self, batch: Mapping[str, Any], start: int, stop: int) -> None:
+        self.batch, self.start, self.stop = batch, start, stop
+
+    def __getitem__(self, key: str) -> Any:
+        return self.batch[key][self.start : self.stop]
+
+    def __contains__(self, key: object) -> bool:
+        return key in self.batch
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.batch)
+
+    def __len__(self) -> int:
+        return len(self.batch)
+
+
+async def _gated(stage: Any, gate: _Gate, batch: Mapping[str, Any], indices: list[int]) -> dict[str, Any]:
+    async with gate.semaphore():
+        return await stage(batch, indices)
+
+
+async def _in_parts(
+    stage: Any, gate: _Gate, size: int, batch: Mapping[str, Any], indices: list[int]
+) -> dict[str, Any]:
+    """The stage on each ``size``-row part of a map batch (each through the gate), results joined; the
+    first failing part (in row order) raises, the others are cancelled."""
+    if len(indices) <= size:
+        return await _gated(stage, gate, batch, indices)
+    tasks = [
+        asyncio.ensure_future(_gated(stage, gate, _Part(batch, a, a + size), indices[a : a + size]))
+        for a in range(0, len(indices), size)
+    ]
+    try:
+        results = [await task for task in tasks]
+    except BaseException:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
+    return {name: [value for result in results for value in result[name]] for name in results[0]}
+
+
+def _map_stage(
+    ds: Any, stage: Any, concurrency: int, batch_size: int, *, saved: bool = True, **options: Any
+) -> Any:
+    """``ds.map(stage)`` in stage batches of ``batch_size`` rows through a :class:`_Gate`; errors name
+    rows by their index in ``ds``.
+
+    A map call of 1000 batches or more (``MAX_NUM_RUNNING_ASYNC_MAP_FUNCTIONS_IN_PARALLEL``) keeps the
+    results of its last 1000 until it ends (datasets' last ``asyncio.wait`` holds their tasks), so a
+    map batch holds as many stage batches as it takes to stay below. A ``saved`` result (generate,
+    judge) is written in stage-batch record batches, as one map batch per stage batch writes it; ``run``'s
+    own datasets take ``RUN_MAP_ROWS`` rows per map batch in datasets' default record batches: fewer
+    tasks and record batches to hold.
+    """
+    from datasets import config
+
+    from hfpref.curate import release_arrow_memory
+
+    per_map = math.ceil(len(ds) / ((config.MAX_NUM_RUNNING_ASYNC_MAP_FUNCTIONS_IN_PARALLEL - 1) * batch_size))
+    if saved:
+        options["writer_batch_size"] = batch_size
+    else:
+        per_map = max(per_map, RUN_MAP_ROWS // batch_size)
+    out = ds.map(
+        functools.partial(_in_parts, stage, _Gate.for_stage(concurrency, batch_size), batch_size),
+        batched=True,
+        with_indices=True,
+        batch_size=batch_size * max(1, per_map),
+        load_from_cache_file=False,
+        **options,
+    )
+    release_arrow_memory()  # what writing the batches freed
+    return out
 
 
 def generate_file(
@@ -124,18 +254,12 @@ def generate_file(
     check_output(output, nested=True)
     ds = load_rows(input_path)
     check_prompts(ds, run.generate.prompt_column, run.generate.system_prompt)
-    out = ds.map(
-        gen,
-        batched=True,
-        with_indices=True,  # errors name rows by their index in the input
-        batch_size=MAP_BATCH_SIZE,
-        num_proc=num_proc,
-        load_from_cache_file=False,
-        desc="hfpref generate",
+    out = _map_stage(
+        ds, gen, run.generate.concurrency, MAP_BATCH_SIZE, num_proc=num_proc, desc="hfpref generate"
     )
-    total, failed, budget = generation_report(out["generation"])
+    total, failed, budget = generation_report(_fields(out, "generation", "error"))
     if failed == total:  # nothing worth keeping: no output that looks like a result
-        first = _first_error(out["generation"])
+        first = _first_error(out)
         raise (BudgetExceededError if budget else HfprefError)(
             f"no completion succeeded, nothing written to {output}; the first error: {first}"
         )
@@ -176,14 +300,8 @@ def _map_generate(ds: Any, run: RunConfig, max_cost: float | None, **options: An
         config=run.generate, provider=run.provider, max_cost=max_cost, **options.pop("client", {})
     )
     check_prompts(ds, run.generate.prompt_column, run.generate.system_prompt)
-    return ds.map(
-        gen,
-        batched=True,
-        with_indices=True,  # errors name rows by their index in the input
-        batch_size=MAP_BATCH_SIZE,
-        load_from_cache_file=False,
-        desc="hfpref generate",
-        **options,
+    return _map_stage(
+        ds, gen, run.generate.concurrency, MAP_BATCH_SIZE, saved=False, desc="hfpref generate", **options
     )
 
 
@@ -192,19 +310,11 @@ def _map_judge(ds: Any, run: RunConfig, max_cost: float | None, **options: Any) 
 
     judge = Judge(config=run.judge, provider=run.provider, max_cost=max_cost, **options.pop("client", {}))
     check_prompts(ds, None, completions=True)
-    return ds.map(
-        judge,
-        batched=True,
-        with_indices=True,
-        batch_size=MAP_BATCH_SIZE // 4,
-        load_from_cache_file=False,
-        desc="hfpref judge",
-        **options,
-    )
+    return _map_stage(ds, judge, run.judge.concurrency, MAP_BATCH_SIZE // 4, desc="hfpref judge", **options)
 
 
-def _cost(records: Iterable[list[dict[str, Any]]]) -> float:
-    return sum(r["cost"] or 0.0 for rows in records for r in rows)
+def _cost(ds: Any, column: str) -> float:
+    return sum(cost or 0.0 for cost in _fields(ds, column, "cost"))
 
 
 def judge_file(
@@ -229,7 +339,7 @@ def judge_file(
         client={"cache": use_cache, "cache_dir": cache_dir},
     )
     save_rows(out, output)
-    stats = judge_statistics(out["judge"], out["scores"])
+    stats = judge_statistics(_values(out, "judge"), _values(out, "scores"))
     if stats["parse_failure_rate"]:
         print(
             f"hfpref: warning: {stats['parse_failure_rate']:.1%} of judge answers could not be parsed "
@@ -251,29 +361,28 @@ def run_pipeline(
 
     check_folder(folder)  # before any request is paid for
     client = {"cache": use_cache, "cache_dir": cache_dir}
-    ds = load_rows(input_path)
-    generated = _map_generate(ds, run, run.budget.max_cost_usd, client=client)
-    total, failed, budget = generation_report(generated["generation"])
+    generated = _map_generate(load_rows(input_path), run, run.budget.max_cost_usd, client=client)
+    total, failed, budget = generation_report(_fields(generated, "generation", "error"))
     if budget:
         raise BudgetExceededError(
             f"{budget[0]} during generation; no folder written: rerun with a higher budget "
             f"(the {total - failed} finished completions are cached)"
         )
     if failed == total:
-        first = _first_error(generated["generation"])
+        first = _first_error(generated)
         raise HfprefError(f"no completion succeeded, no folder written; the first error: {first}")
-    spent = _cost(generated["generation"])
+    spent = _cost(generated, "generation")
     remaining = None if run.budget.max_cost_usd is None else max(0.0, run.budget.max_cost_usd - spent)
-    judged = _map_judge(generated, run, remaining, client=client)
-    refused = [row["error"] for row in judged["judge"] if row["error"] and "budget of $" in row["error"]]
-    if refused:  # later judge requests were not sent: a folder from half-judged rows would look done
-        judge_spent = sum(row["cost"] or 0.0 for row in judged["judge"])
+    judged = _map_judge(generated, run, remaining, client=client, saved=False)
+    del generated  # its rows are in `judged`: unmapping its file takes its pages out of memory
+    if any(error and "budget of $" in error for error in _fields(judged, "judge", "error")):
+        # later judge requests were not sent: a folder from half-judged rows would look done
         raise BudgetExceededError(
             f"budget of ${run.budget.max_cost_usd:g} reached during judging "
-            f"(${spent + judge_spent:.4f} spent); no folder written: rerun with a higher budget "
+            f"(${spent + _cost(judged, 'judge'):.4f} spent); no folder written: rerun with a higher budget "
             "(finished requests are cached)"
         )
-    jstats = judge_statistics(judged["judge"], judged["scores"])
+    jstats = judge_statistics(_values(judged, "judge"), _values(judged, "scores"))
     gen = run.generate
     provenance = {
         "generation": {

@@ -1,0 +1,252 @@
+"""The paths that keep memory flat give the results of the plain ones.
+
+curate reads its input in chunks of ``hfpref.scored.CHUNK_ROWS`` rows: any chunk size gives the same
+tables (down to their Arrow buffers), statistics, provenance, folder bytes and error messages. The
+stages go through a gate, and a map call that would have datasets' maximum of batches or more groups
+several stage batches per map batch: same rows, same record batches, same files, and a failing row is
+still named by its row in the input. The reports read result columns in batches, in one pass.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from pathlib import Path
+from typing import Any
+
+import datasets
+import orjson
+import pytest
+from datasets import Dataset
+
+from hfpref import pipeline, scored
+from hfpref.curate import curate
+from hfpref.errors import InputError
+from hfpref.judge import judge_statistics
+from tests.fake_openai import FakeOpenAI, fake_openai, ok, status
+from tests.test_cli_stages import hfpref, prompts
+from tests.test_curate import messages, row
+
+__all__ = ["fake_openai"]  # the fixture
+
+# --- curate in chunks -------------------------------------------------------------------------------------
+
+
+def scored_rows(n: int, conversational: bool, seed: int = 0) -> list[dict[str, Any]]:
+    """Rows with repeated prompts, null and blank completions, duplicate texts, ties, steps and usage."""
+    rng = random.Random(seed)
+    rows = []
+    for _ in range(n):
+        question = f"q{rng.randrange(n // 3)}"
+        k = rng.randrange(5)
+        texts = [rng.choice(["a", "b", "a\n\nb", "c\n\nd\n\ne", None, " "]) for _ in range(k)]
+        rows.append(
+            row(
+                messages(question) if conversational else question,
+                texts,
+                [rng.choice([None, 0.0, 0.5, 1.0, rng.random()]) for _ in range(k)],
+                step_scores=[[rng.choice([0.1, 0.9]) for _ in range(rng.randrange(1, 4))] for _ in range(k)],
+                generation=[
+                    {
+                        "prompt_tokens": 3,
+                        "completion_tokens": 2,
+                        "finish_reason": rng.choice(["stop", "length"]),
+                        "cost": rng.random() / 100,
+                        "error": None,
+                    }
+                    for _ in range(k)
+                ],
+            )
+        )
+    return rows
+
+
+def files(folder: Path) -> dict[str, bytes]:
+    return {
+        p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()
+    }
+
+
+@pytest.mark.parametrize("conversational", [False, True])
+@pytest.mark.parametrize("style", ["conversational", "standard"])
+def test_curate_in_chunks_gives_the_one_chunk_result(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, conversational: bool, style: str
+) -> None:
+    data = Dataset.from_list(scored_rows(90, conversational))
+    options = {
+        "formats": "dpo,sft,kto,grpo,step_dpo,stepwise",
+        "test_size": 0.3,
+        "style": style,
+        "strategy": "all_pairs",
+    }
+    whole = curate(data, tmp_path / "whole" / "prefs", **options)
+    for chunk_rows in (1, 7):
+        monkeypatch.setattr(scored, "CHUNK_ROWS", chunk_rows)
+        chunked = curate(data, tmp_path / f"by-{chunk_rows}" / "prefs", **options)
+        assert list(chunked) == list(whole) == ["dpo", "sft", "kto", "grpo", "step_dpo", "stepwise"]
+        for name, splits in whole.items():
+            assert list(chunked[name]) == list(splits)
+            for split, ds in splits.items():
+                table, expected = chunked[name][split].data.table, ds.data.table
+                assert table.equals(expected, check_metadata=True), (name, split)
+                assert table.nbytes == expected.nbytes  # the same buffers: the same shard count
+        assert orjson.dumps(chunked.statistics) == orjson.dumps(whole.statistics)
+        assert orjson.dumps(chunked.provenance) == orjson.dumps(whole.provenance)
+        assert files(tmp_path / f"by-{chunk_rows}" / "prefs") == files(tmp_path / "whole" / "prefs")
+
+
+def test_a_bad_row_in_a_later_chunk_is_named_by_its_row(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(scored, "CHUNK_ROWS", 4)
+    rows = [row(f"q{i}", ["a", "b"], [0.5, 0.25]) for i in range(10)]
+    rows[9]["scores"] = [0.5, 1.5]
+    with pytest.raises(
+        InputError, match=r"^row 9: scores\[1\] = 1.5, expected a number in \[0, 1\] or null$"
+    ):
+        curate(rows)
+    # every row is checked before a missing column of the formats is reported, as in one chunk
+    with pytest.raises(InputError, match=r"^row 9: scores\[1\] = 1.5"):
+        curate(rows, formats="step_dpo")
+
+
+# --- the stages' map: gate, grouped batches ---------------------------------------------------------------
+
+IN_STAGE = {"now": 0, "most": 0}
+
+
+async def doubling_stage(batch: Any, indices: list[int]) -> dict[str, list[Any]]:
+    IN_STAGE["now"] += 1
+    IN_STAGE["most"] = max(IN_STAGE["most"], IN_STAGE["now"])
+    await asyncio.sleep(0)
+    IN_STAGE["now"] -= 1
+    return {"double": [2 * x for x in batch["x"]], "where": list(indices)}
+
+
+@pytest.mark.parametrize("saved", [True, False])
+def test_stage_batches_are_gated_and_grouped_below_datasets_limit(
+    monkeypatch: pytest.MonkeyPatch, saved: bool
+) -> None:
+    monkeypatch.setattr(datasets.config, "MAX_NUM_RUNNING_ASYNC_MAP_FUNCTIONS_IN_PARALLEL", 5)
+    monkeypatch.setattr(pipeline, "GATE_ROWS", 16)  # two 8-row stage batches at once
+    IN_STAGE["most"] = 0
+    ds = Dataset.from_dict({"x": list(range(1000))})
+    out = pipeline._map_stage(ds, doubling_stage, 1, 8, saved=saved)
+    assert out["double"] == [2 * x for x in range(1000)]
+    assert out["where"] == list(range(1000))  # indices in the input, whatever map batch a row was in
+    assert IN_STAGE["most"] == 2
+    lengths = {len(batch) for batch in out.data.to_batches()}
+    # saved: stage-batch record batches, as one map batch per stage batch writes them
+    assert lengths == ({8} if saved else {1000})
+
+
+async def failing_stage(batch: Any, indices: list[int]) -> dict[str, list[Any]]:
+    if indices[0] == 8:
+        await asyncio.sleep(0.05)
+        raise ValueError("rows 8-15")
+    if indices[0] == 24:
+        raise ValueError("rows 24-31")  # fails first
+    if indices[0] == 16:
+        await asyncio.sleep(30)  # cancelled once the first failing part is known
+    return {"y": list(indices)}
+
+
+def test_the_first_failing_part_in_row_order_raises_and_the_others_stop() -> None:
+    start = time.monotonic()
+    with pytest.raises(ValueError, match="rows 8-15"):
+        asyncio.run(
+            pipeline._in_parts(failing_stage, pipeline._Gate(8), 8, {"x": list(range(32))}, list(range(32)))
+        )
+    assert time.monotonic() - start < 10
+
+
+def scores_or_refusal(body: dict[str, Any]) -> Any:
+    if body["model"] == "j/1":
+        return ok("Score: 7")
+    if body["messages"][-1]["content"] == "refuse 290":
+        return status(400, "this prompt is not allowed")
+    return None
+
+
+def test_grouped_map_batches_write_the_same_files_and_name_the_same_rows(
+    fake_openai: FakeOpenAI, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake_openai.responder = scores_or_refusal
+    good = prompts(tmp_path / "good.jsonl", 300)
+    source = tmp_path / "in.jsonl"  # no ids: a failing row is named by its index
+    source.write_bytes(b"".join(orjson.dumps({"prompt": f"refuse {i}"}) + b"\n" for i in range(300)))
+    flags = ("--model", "m/a", "-n", "2", "--base-url", fake_openai.base_url, "--no-cache")
+    judge_flags = ("--judge-model", "j/1", "--base-url", fake_openai.base_url, "--no-cache")
+
+    def outputs(name: str) -> tuple[bytes, bytes, bytes, str]:
+        gen, judged = tmp_path / f"{name}.parquet", tmp_path / f"{name}-judged.parquet"
+        assert hfpref("generate", good, "-o", gen, *flags).exit_code == 0
+        assert hfpref("generate", good, "-o", tmp_path / f"{name}.jsonl", *flags).exit_code == 0
+        assert hfpref("judge", gen, "-o", judged, *judge_flags).exit_code == 0
+        refused = hfpref("generate", source, "-o", tmp_path / f"{name}-refused.jsonl", *flags)
+        assert refused.exit_code == 1
+        return (
+            gen.read_bytes(),
+            (tmp_path / f"{name}.jsonl").read_bytes(),
+            judged.read_bytes(),
+            refused.stderr.splitlines()[-1],
+        )
+
+    plain = outputs("plain")
+    assert plain[3] == "hfpref: error: row 290: m/a: HTTP 400: this prompt is not allowed"
+    monkeypatch.setattr(datasets.config, "MAX_NUM_RUNNING_ASYNC_MAP_FUNCTIONS_IN_PARALLEL", 2)
+    assert outputs("grouped") == plain  # one map batch: generate's 2 stage batches, judge's 5
+
+
+def test_num_proc_workers_get_their_gate(fake_openai: FakeOpenAI, tmp_path: Path) -> None:
+    source = prompts(tmp_path / "in.jsonl", 40)
+    flags = ("--model", "m/a", "-n", "2", "--base-url", fake_openai.base_url, "--no-cache")
+    assert hfpref("generate", source, "-o", tmp_path / "one.jsonl", *flags).exit_code == 0
+    two = hfpref("generate", source, "-o", tmp_path / "two.jsonl", *flags, "--num-proc", "2")
+    assert two.exit_code == 0, two.stderr
+    assert (tmp_path / "two.jsonl").read_bytes() == (tmp_path / "one.jsonl").read_bytes()
+
+
+# --- reports read in batches ------------------------------------------------------------------------------
+
+
+def judged_rows(n: int) -> list[dict[str, Any]]:
+    rng = random.Random(3)
+    return [
+        {
+            "scores": [rng.choice([None, rng.random()]) for _ in range(3)],
+            "judge": {
+                "calls": 3,
+                "verdicts": 3,
+                "parse_failures": rng.randrange(2),
+                "failed_calls": rng.randrange(2),
+                "error": rng.choice([None, "HTTP 500", "budget of $1 reached"]),
+                "pairs": 2,
+                "inconsistent_pairs": rng.randrange(2),
+                "agreement": rng.choice([None, rng.random()]),
+                "cost": rng.random() / 100,
+            },
+            "generation": [
+                {"error": rng.choice([None, "HTTP 500", "budget of $1 reached"]), "cost": rng.random()}
+                for _ in range(rng.randrange(3))
+            ],
+        }
+        for _ in range(n)
+    ]
+
+
+def test_reports_read_in_batches_match_the_row_by_row_reading(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(pipeline, "READ_BATCH_ROWS", 7)
+    rows = judged_rows(50)
+    ds = Dataset.from_list(rows)
+    expected = judge_statistics([r["judge"] for r in rows], [r["scores"] for r in rows])
+    assert judge_statistics(pipeline._values(ds, "judge"), pipeline._values(ds, "scores")) == expected
+    records = [record for r in rows for record in r["generation"]]
+    errors = [record["error"] for record in records]
+    assert pipeline.generation_report(pipeline._fields(ds, "generation", "error")) == (
+        len(records),
+        sum(bool(e) for e in errors),
+        [e for e in errors if e and "budget of $" in e],
+    )
+    assert pipeline._first_error(ds) == next(e for e in errors if e)
+    assert pipeline._cost(ds, "generation") == sum(record["cost"] or 0.0 for record in records)
+    assert pipeline._cost(ds, "judge") == sum(r["judge"]["cost"] or 0.0 for r in rows)
