@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
+import pyarrow as pa
 
 from hfpref.client import ChatClient
 from hfpref.config import (
@@ -37,7 +38,32 @@ from hfpref.stage import (
     prompt_column,
     row_label,
     to_messages,
+    typed_columns,
 )
+
+SCHEMA = pa.schema(
+    [
+        ("completions", pa.list_(pa.string())),
+        ("completion_models", pa.list_(pa.string())),
+        (
+            "generation",
+            pa.list_(
+                pa.struct(
+                    [
+                        ("model", pa.string()),
+                        ("finish_reason", pa.string()),
+                        ("prompt_tokens", pa.int64()),
+                        ("completion_tokens", pa.int64()),
+                        ("cost", pa.float64()),
+                        ("cached", pa.bool_()),
+                        ("error", pa.string()),
+                    ]
+                )
+            ),
+        ),
+    ]
+)
+"""The columns generation adds (each completion's ``generation`` record: see :meth:`ChatClient.complete`)."""
 
 
 @dataclass
@@ -148,7 +174,9 @@ async def _generate(spec: GenerateSpec, batch: Mapping[str, Any], indices: Any =
     metadata = [[{k: v for k, v in r.items() if k != "text"} for r in rows] for rows in results]
     if single:
         return {"completions": completions[0], "completion_models": models_used[0], "generation": metadata[0]}
-    return {"completions": completions, "completion_models": models_used, "generation": metadata}
+    return typed_columns(
+        {"completions": completions, "completion_models": models_used, "generation": metadata}, SCHEMA
+    )
 
 
 class Generator(Stage):
@@ -163,6 +191,7 @@ class Generator(Stage):
     """
 
     function = staticmethod(_generate)
+    schema = SCHEMA
 
     def __new__(
         cls,

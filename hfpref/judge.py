@@ -35,6 +35,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import pyarrow as pa
+
 from hfpref import verdicts
 from hfpref.config import JudgeConfig, ProviderConfig, default_config_path, default_models, load_config
 from hfpref.errors import BadRequestError, InputError
@@ -45,7 +47,37 @@ from hfpref.stage import (
     new_run_id,
     prompt_column,
     row_label,
+    typed_columns,
 )
+
+_RECORD = pa.struct(
+    [
+        ("mode", pa.string()),
+        ("models", pa.list_(pa.string())),
+        ("calls", pa.int64()),
+        ("verdicts", pa.int64()),
+        ("parse_failures", pa.int64()),
+        ("failed_calls", pa.int64()),
+        ("error", pa.string()),
+        ("pairs", pa.int64()),
+        ("inconsistent_pairs", pa.int64()),
+        ("agreement", pa.float64()),
+        ("cost", pa.float64()),
+    ]
+)
+
+
+def schema(mode: str) -> pa.Schema:
+    """The columns a judge in ``mode`` adds."""
+    steps = [("step_scores", pa.list_(pa.list_(pa.float64())))] if mode == "stepwise" else []
+    return pa.schema(
+        [
+            ("scores", pa.list_(pa.float64())),
+            ("judgments", pa.list_(pa.list_(pa.string()))),
+            *steps,
+            ("judge", _RECORD),
+        ]
+    )
 
 
 @dataclass
@@ -323,10 +355,11 @@ async def _judge(spec: JudgeSpec, batch: Mapping[str, Any], indices: Any = None)
         results = await asyncio.gather(
             *(one(i, p, c) for i, (p, c) in enumerate(zip(prompts, all_completions, strict=True)))
         )
-    columns = list(results[0]) if results else ["scores", "judgments", "judge"]
     if single:
         return results[0]
-    return {name: [r[name] for r in results] for name in columns}
+    return typed_columns(
+        {name: [r[name] for r in results] for name in schema(cfg.mode).names}, schema(cfg.mode)
+    )
 
 
 class Judge(Stage):
@@ -339,6 +372,10 @@ class Judge(Stage):
     """
 
     function = staticmethod(_judge)
+
+    @property
+    def schema(self) -> pa.Schema:
+        return schema(self.spec.config.mode)
 
     def __new__(
         cls,

@@ -17,7 +17,7 @@ from typing import Any
 
 from hfpref.config import RunConfig, parse_models
 from hfpref.errors import BudgetExceededError, ConfigError, HfprefError, InputError
-from hfpref.stage import prompt_column, read_text_file, to_messages
+from hfpref.stage import join_columns, prompt_column, read_text_file, to_messages
 
 MAP_BATCH_SIZE = 256
 GATE_ROWS = 4096  # rows let into a stage at once (or 16 per request of concurrency, if more)
@@ -195,7 +195,7 @@ async def _in_parts(
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         raise
-    return {name: [value for result in results for value in result[name]] for name in results[0]}
+    return join_columns(results)
 
 
 def _map_stage(

@@ -6,6 +6,11 @@ A stage object (:class:`~hfpref.generate.Generator`, :class:`~hfpref.judge.Judge
 is not seen as one), so ``datasets`` runs it with its async map and keeps many batches in flight;
 it also pickles (``num_proc``) and hashes (datasets' fingerprint) through the spec alone.
 
+A stage's output columns have a fixed Arrow type (its ``schema``; ``features`` for ``map(features=...)``).
+Batched results are :class:`TypedColumn` lists that hand datasets that type, so that a first batch
+whose errors, costs or scores are all null does not fix those columns as ``null`` for the rest of the
+map.
+
 The same function serves ``batched=True`` and ``batched=False`` (:func:`is_single_row` tells them
 apart), with or without ``with_indices=True`` (then errors name rows by their index in the dataset).
 """
@@ -18,6 +23,8 @@ import uuid
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
+
+import pyarrow as pa
 
 from hfpref.cache import Budget, RequestCache
 from hfpref.client import ChatClient
@@ -47,6 +54,19 @@ class Stage(functools.partial):  # type: ignore[type-arg]
     def spec(self) -> Any:
         return self.args[0]
 
+    @property
+    def schema(self) -> pa.Schema:
+        """The Arrow type of each column the stage adds."""
+        raise NotImplementedError
+
+    @property
+    def features(self) -> Any:
+        """The stage's output columns as :class:`datasets.Features`: a non-batched ``map`` takes
+        ``features=Features({**ds.features, **stage.features})`` (batched results carry their types)."""
+        from datasets import Features
+
+        return Features.from_arrow_schema(self.schema)
+
     def __reduce__(self) -> tuple[Any, ...]:
         # The class by reference and the spec by value: pickling for ``num_proc`` stays small, and
         # datasets' fingerprint (dill, which serialises a function's code) skips the stage's code.
@@ -54,6 +74,38 @@ class Stage(functools.partial):  # type: ignore[type-arg]
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.spec!r})"
+
+
+class TypedColumn(list):  # type: ignore[type-arg]
+    """A batch of one output column: a plain list to the code that reads it, which also carries the
+    column's Arrow type.
+
+    datasets types a new column from the first batch it writes, so a first batch without a failure
+    would make ``generation[].error`` a ``null`` column and the first error after it a cast failure.
+    Its writer builds each column with ``pyarrow.array``, which builds an object with
+    ``__arrow_array__`` through that method: the column gets the stage's type whatever it holds.
+    """
+
+    def __init__(self, values: Any, arrow_type: pa.DataType) -> None:
+        super().__init__(values)
+        self.arrow_type = arrow_type
+
+    def __arrow_array__(self, type: pa.DataType | None = None) -> pa.Array:
+        return pa.array(list(self), type=type or self.arrow_type)
+
+
+def typed_columns(columns: Mapping[str, list[Any]], schema: pa.Schema) -> dict[str, list[Any]]:
+    """A batched result with each column typed by ``schema``."""
+    return {name: TypedColumn(values, schema.field(name).type) for name, values in columns.items()}
+
+
+def join_columns(parts: list[Mapping[str, list[Any]]]) -> dict[str, list[Any]]:
+    """Batched results one after the other, each column keeping its :class:`TypedColumn` type."""
+    joined: dict[str, list[Any]] = {}
+    for name, first in parts[0].items():
+        values = [value for part in parts for value in part[name]]
+        joined[name] = TypedColumn(values, first.arrow_type) if isinstance(first, TypedColumn) else values
+    return joined
 
 
 def _rebuild(cls: type[Stage], spec: Any) -> Stage:

@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 import pytest
-from datasets import Dataset
+from datasets import Dataset, Features
 
 from hfpref.errors import AuthenticationError, BadRequestError, InputError, ModelNotFoundError
 from hfpref.generate import Generator
@@ -120,6 +120,35 @@ def test_a_row_that_fails_for_good_is_kept_with_its_error() -> None:
     assert out[3]["completions"] == [None, None]
     assert "HTTP 503" in out[3]["generation"][0]["error"]
     assert all(all(c is not None for c in out[i]["completions"]) for i in (0, 1, 2, 4, 5))
+
+
+@pytest.mark.parametrize(
+    "failing", [{9}, {0, 1, 2, 3, 4}], ids=["failure-after-a-clean-batch", "success-after-a-failed-batch"]
+)
+def test_column_types_do_not_depend_on_the_first_batch(failing: set[int]) -> None:
+    # datasets types a new column from the first batch it writes: an all-null first batch must not
+    # make errors, costs or completions `null` columns that a later batch cannot be cast to
+    with FakeOpenAI() as fake:
+        fake.responder = lambda body: (
+            status(500) if int(body["messages"][-1]["content"].split()[1]) in failing else None
+        )
+        gen = make(fake, n=2, max_retries=0, cache=False)
+        out = prompts(10).map(gen, batched=True, batch_size=5)
+    assert out.features["generation"] == gen.features["generation"]
+    assert [i for i in range(10) if out[i]["completions"] == [None, None]] == sorted(failing)
+    assert all("HTTP 500" in g["error"] for i in failing for g in out[i]["generation"])
+    assert all(out[i]["completions"][0].startswith("answer ") for i in set(range(10)) - failing)
+
+
+def test_unbatched_map_with_the_stage_features_keeps_a_late_failure() -> None:
+    # non-batched results are plain values: datasets takes the types from `features=`
+    with FakeOpenAI() as fake:
+        fake.responder = lambda body: status(500) if "question 7" in str(body["messages"]) else None
+        gen = make(fake, n=1, max_retries=0, cache=False)
+        ds = prompts(8)
+        out = ds.map(gen, features=Features({**ds.features, **gen.features}), writer_batch_size=4)
+    assert out[7]["completions"] == [None] and "HTTP 500" in out[7]["generation"][0]["error"]
+    assert out[0]["generation"][0]["error"] is None
 
 
 def test_bad_key_fails_fast() -> None:

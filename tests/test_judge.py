@@ -141,3 +141,28 @@ def test_a_judge_request_that_fails_for_good_is_an_error_not_a_parse_failure() -
     assert meta["error"].startswith("j/1: HTTP 503")
     stats = judge_statistics(out["judge"], out["scores"])
     assert stats["failed_calls"] == 1 and stats["parse_failure_rate"] == 0
+
+
+@pytest.mark.parametrize("mode", ["pointwise", "stepwise"])
+def test_column_types_do_not_depend_on_the_first_batch(mode: str) -> None:
+    # the first batch's judge calls all succeed with unknown cost and no error, and its stepwise
+    # answers do not parse (empty step scores): a failed call and parsed steps come later
+    ds = Dataset.from_dict(
+        {"prompt": [f"q{i}" for i in range(8)], "completions": [[f"cand-{i}"] for i in range(8)]}
+    )
+
+    def answer(body: dict) -> object:
+        i = int(re.search(r"cand-(\d)", body["messages"][0]["content"]).group(1))
+        if i == 7:
+            return status(500)
+        return ok("no verdict" if i < 4 else ("Step 1: [[7]]" if mode == "stepwise" else "Score: 7"))
+
+    with FakeOpenAI() as fake:
+        fake.responder = answer
+        judge = Judge(models=["j/1"], mode=mode, base_url=fake.base_url, max_retries=0, cache=False)
+        out = ds.map(judge, batched=True, batch_size=4)
+    assert {name: out.features[name] for name in judge.features} == judge.features
+    assert out["scores"] == [[None]] * 4 + [[pytest.approx(2 / 3)]] * 3 + [[None]]
+    assert out[7]["judge"]["error"].startswith("j/1: HTTP 500") and out[0]["judge"]["error"] is None
+    if mode == "stepwise":
+        assert out["step_scores"][3:5] == [[[]], [[pytest.approx(2 / 3)]]]

@@ -23,6 +23,7 @@ from datasets import Dataset
 from hfpref import pipeline, scored
 from hfpref.curate import curate
 from hfpref.errors import InputError
+from hfpref.generate import Generator
 from hfpref.judge import judge_statistics
 from tests.fake_openai import FakeOpenAI, fake_openai, ok, status
 from tests.test_cli_stages import hfpref, prompts
@@ -157,6 +158,21 @@ def test_the_first_failing_part_in_row_order_raises_and_the_others_stop() -> Non
             pipeline._in_parts(failing_stage, pipeline._Gate(8), 8, {"x": list(range(32))}, list(range(32)))
         )
     assert time.monotonic() - start < 10
+
+
+def test_grouped_stage_batches_keep_the_column_types(
+    fake_openai: FakeOpenAI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # two map batches of three 4-row stage batches: the joined parts keep the stage's column types,
+    # so a failure in the second map batch is written after a first one without any
+    monkeypatch.setattr(datasets.config, "MAX_NUM_RUNNING_ASYNC_MAP_FUNCTIONS_IN_PARALLEL", 3)
+    fake_openai.responder = lambda body: status(500) if "question 20" in str(body["messages"]) else None
+    gen = Generator(models=["m/a"], n=1, base_url=fake_openai.base_url, max_retries=0, cache=False)
+    ds = Dataset.from_dict({"prompt": [f"question {i}" for i in range(24)]})
+    out = pipeline._map_stage(ds, gen, 4, 4)
+    assert len(out.data.to_batches()) == 6  # stage-batch record batches
+    assert [i for i, c in enumerate(out["completions"]) if c == [None]] == [20]
+    assert out.features["generation"] == gen.features["generation"]
 
 
 def scores_or_refusal(body: dict[str, Any]) -> Any:
