@@ -489,7 +489,13 @@ class Importer:
         )
         names = [name for name in COLUMN_ORDER if name in configs or self.dropped.get(name)]
         self._report(
-            {name: (configs.get(name, {}), dict(self.dropped[name].most_common())) for name in names}
+            {
+                name: (
+                    configs[name].num_rows if name in configs else {},
+                    dict(self.dropped[name].most_common()),
+                )
+                for name in names
+            }
         )
         return self._push(folder)
 
@@ -508,17 +514,19 @@ class Importer:
             license=self.options.license,
             repo_id=self.options.push,
         )
-        self._report({name: (result.get(name, {}), s["dropped"]) for name, s in result.statistics.items()})
+        self._report(
+            {name: (result.num_rows.get(name, {}), s["dropped"]) for name, s in result.statistics.items()}
+        )
         return self._push(Path(self.options.output))
 
-    def _report(self, configs: Mapping[str, tuple[Mapping[str, Any], Mapping[str, int]]]) -> None:
-        """Print what was read, skipped (one line per reason), and written per config."""
+    def _report(self, configs: Mapping[str, tuple[Mapping[str, int], Mapping[str, int]]]) -> None:
+        """Print what was read, skipped (one line per reason), and written per config (rows per split)."""
         click.echo(f"read {self.read:,} records from {self.options.source}")
         for reason, n in self.skipped.most_common():
             click.echo(f"  skipped {n:,} × {reason}")
         click.echo(f"wrote {self.options.output}")
         for name, (splits, dropped) in configs.items():
-            sizes = ", ".join(f"{len(ds):,} {split}" for split, ds in splits.items()) or "no rows"
+            sizes = ", ".join(f"{n:,} {split}" for split, n in splits.items()) or "no rows"
             left = "; ".join(f"{n:,} × {reason}" for reason, n in dropped.items())
             click.echo(f"  {name}: {sizes}" + (f" (left out: {left})" if left else ""))
 

@@ -294,7 +294,9 @@ def curate_command(
     result = curate(load_rows(input_path), folder, config, license=license_, repo_id=run.hub.repo_id)
     click.echo(f"wrote {folder}")
     for name, stats in result.statistics.items():
-        splits = ", ".join(f"{len(ds):,} {split}" for split, ds in result.get(name, {}).items()) or "no rows"
+        splits = (
+            ", ".join(f"{n:,} {split}" for split, n in result.num_rows.get(name, {}).items()) or "no rows"
+        )
         dropped = "; ".join(f"{n:,} × {reason}" for reason, n in stats["dropped"].items())
         click.echo(f"  {name}: {splits}" + (f" (left out: {dropped})" if dropped else ""))
 

@@ -36,12 +36,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from hfpref.config import CurateConfig
 from hfpref.errors import ConfigError, InputError
-from hfpref.folder import assign_test, write_folder
+from hfpref.folder import FolderWriter, in_test_split
 from hfpref.scored import STEP_SEPARATOR, Candidate, Chunk, ScoredInput, Steps, mean
 
 if TYPE_CHECKING:
@@ -289,9 +290,10 @@ TYPES = {
 FLAT_TEXT = {"chosen", "rejected", "completion", "completions"}  # columns holding flat completion indices
 
 
-def _texts(flat: pa.Array, indices: pa.Array, conv: bool) -> pa.Array:
+def _texts(flat: pa.ChunkedArray, indices: pa.Array, conv: bool) -> pa.Array:
     """Completions by flat index, as strings or as one-message assistant lists."""
-    texts = flat.take(indices).cast(pa.string())
+    taken = flat.take(indices)
+    texts = (taken.chunk(0) if taken.num_chunks == 1 else taken.combine_chunks()).cast(pa.string())
     if not conv:
         return texts
     messages = pa.StructArray.from_arrays(
@@ -312,7 +314,7 @@ def _as_built(values: pa.Array) -> pa.Array:
     return pa.Array.from_buffers(values.type, len(values), [None, *values.buffers()[1:]], 0, values.offset)
 
 
-def _column(flat: pa.Array, built: _Built, name: str, values: pa.Array, conv: bool) -> pa.Array:
+def _column(flat: pa.ChunkedArray, built: _Built, name: str, values: pa.Array, conv: bool) -> pa.Array:
     """One output column from its ordered values (texts from their flat indices in ``flat``)."""
     if built.prompts is not None or name not in FLAT_TEXT:
         return _as_built(values)
@@ -323,7 +325,7 @@ def _column(flat: pa.Array, built: _Built, name: str, values: pa.Array, conv: bo
 
 
 def _dataset_dict(
-    prompts: pa.Array | pa.ChunkedArray, flat: pa.Array, built: _Built, conv: bool, is_test: pa.Array
+    prompts: pa.Array | pa.ChunkedArray, flat: pa.ChunkedArray, built: _Built, conv: bool, is_test: pa.Array
 ) -> DatasetDict:
     """The train/test ``DatasetDict`` of one config (test holds the rows of test prompts; empty splits
     are left out). Rows are ordered train first, so each split is a zero-copy slice. ``prompts`` and
@@ -353,38 +355,38 @@ def _dataset_dict(
     )
 
 
-def _is_test(keys: pa.Array, cfg: CurateConfig) -> pa.Array:
-    """Whether each distinct prompt key goes to the test split (the keys' Python strings die here)."""
-    test = assign_test(keys.to_pylist(), cfg.test_size, cfg.seed)
-    return pc.is_in(keys, value_set=pa.array(list(test), pa.string()))
+def _statistics(built: _Built, prompt_ids: pa.Array) -> dict[str, Any]:
+    return {
+        "rows": built.rows,
+        "prompts": pc.count_distinct(prompt_ids.take(built.column("src"))).as_py(),
+        **BUILDERS[built.name][1](built),
+        "dropped": dict(built.dropped.most_common()),
+    }
 
 
 def _configs(
-    source: ScoredInput, builts: dict[str, _Built], cfg: CurateConfig
-) -> tuple[dict[str, DatasetDict], dict[str, Any], int]:
-    """(config -> ``DatasetDict`` for the configs with rows, statistics of every config, distinct
-    prompts), once every chunk is in; what the configs are taken from dies here."""
-    release_arrow_memory()
-    keys, prompt_ids = source.prompt_ids()
-    is_test = _is_test(keys, cfg).take(prompt_ids)
+    source: ScoredInput,
+    builts: dict[str, _Built],
+    cfg: CurateConfig,
+    hashes: np.ndarray,
+    prompt_ids: pa.Array,
+) -> Iterator[tuple[str, DatasetDict]]:
+    """Each config with rows as its ``DatasetDict``, one at a time, once every chunk is in: what a
+    config is built from goes once the next is asked for, so a caller that writes each config and
+    drops it holds one at a time."""
+    is_test = in_test_split(hashes, cfg.test_size).take(prompt_ids)
     release_arrow_memory()
     conv = source.conversational and cfg.style == "conversational"
     prompts = source.prompt_column if conv else source.texts()
-    flat = source.nested.combine_chunks().flatten()  # every completion: output texts are taken from here
-    configs: dict[str, DatasetDict] = {}
-    stats: dict[str, Any] = {}
+    # every completion, by flat index: output texts are taken from here (in the input's own buffers)
+    flat = pa.chunked_array(
+        [chunk.flatten() for chunk in source.nested.chunks], source.nested.type.value_type
+    )
     for name, built in builts.items():
-        stats[name] = {
-            "rows": built.rows,
-            "prompts": pc.count_distinct(prompt_ids.take(built.column("src"))).as_py(),
-            **BUILDERS[name][1](built),
-            "dropped": dict(built.dropped.most_common()),
-        }
         if built.rows:
-            configs[name] = _dataset_dict(prompts, flat, built, conv and built.prompts is None, is_test)
-        built.parts.clear()  # what is left of this config is in its DatasetDict
+            yield name, _dataset_dict(prompts, flat, built, conv and built.prompts is None, is_test)
+        built.parts.clear()
         release_arrow_memory()
-    return configs, stats, len(keys)
 
 
 def curate_config(config: CurateConfig | None = None, **overrides: Any) -> CurateConfig:
@@ -397,16 +399,56 @@ def curate_config(config: CurateConfig | None = None, **overrides: Any) -> Curat
     return dataclasses.replace(base, **{k: v for k, v in overrides.items() if v is not None})
 
 
-class Curated(dict[str, "DatasetDict"]):
+class Curated(Mapping[str, "DatasetDict"]):
     """What :func:`curate` returns: config name → ``DatasetDict``, plus ``statistics`` (per config,
-    including the rows left out and why) and ``provenance`` (what ``hfpref.json`` records)."""
+    including the rows left out and why), ``provenance`` (what ``hfpref.json`` records) and
+    ``num_rows`` (config → split → rows).
+
+    When :func:`curate` wrote a folder, a config's tables went once written, and the config is read
+    back from its parquet shards the first time it is looked up: a large run never holds every config
+    at once, and what is returned is what was written.
+    """
 
     def __init__(
-        self, configs: dict[str, DatasetDict], statistics: dict[str, Any], provenance: dict[str, Any]
-    ):
-        super().__init__(configs)
+        self,
+        configs: Mapping[str, DatasetDict | None],
+        statistics: dict[str, Any],
+        provenance: dict[str, Any],
+        num_rows: dict[str, dict[str, int]],
+        folder: Path | None = None,
+    ) -> None:
+        self._configs = dict(configs)
+        self._folder = folder
         self.statistics = statistics
         self.provenance = provenance
+        self.num_rows = num_rows
+
+    def __getitem__(self, name: str) -> DatasetDict:
+        dd = self._configs[name]
+        if dd is None:
+            dd = self._configs[name] = _read_config(self._folder, name, self.num_rows[name])  # type: ignore[arg-type]
+        return dd
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._configs)
+
+    def __len__(self) -> int:
+        return len(self._configs)
+
+
+def _read_config(folder: Path, name: str, splits: Mapping[str, int]) -> DatasetDict:
+    """Config ``name`` of a folder :func:`curate` wrote, read from its parquet shards into memory."""
+    import pyarrow.parquet as pq
+    from datasets import Dataset, DatasetDict
+    from datasets.fingerprint import generate_random_fingerprint
+    from datasets.table import InMemoryTable
+
+    parts = {}
+    for split in splits:
+        shards = sorted((folder / name).glob(f"{split}-*.parquet"))
+        table = pa.concat_tables(pq.read_table(shard) for shard in shards)
+        parts[split] = Dataset(InMemoryTable(table), fingerprint=generate_random_fingerprint())
+    return DatasetDict(parts)
 
 
 def curate(
@@ -428,7 +470,7 @@ def curate(
     (``statistics`` says why); no rows at all is an :class:`InputError`.
     """
     cfg = curate_config(config, **overrides)
-    source = ScoredInput(ds, cfg.style)
+    source = ScoredInput(ds, cfg.style, cfg.seed, usage="usage" not in (provenance or {}))
     steps_missing = not source.has_steps and bool(STEP_CONFIGS & set(cfg.formats))
     builts = {
         name: _Built(name, prompts=[] if name in STEP_CONFIGS else None)
@@ -440,11 +482,13 @@ def curate(
             built.flush()
     if steps_missing:
         raise InputError("formats step_dpo/stepwise need a `step_scores` column (judge with --mode stepwise)")
-    configs, stats, prompts = _configs(source, builts, cfg)
-    if not configs:
+    hashes, prompt_ids = source.prompt_ids()
+    stats = {name: _statistics(built, prompt_ids) for name, built in builts.items()}
+    names = [name for name, built in builts.items() if built.rows]
+    if not names:
         summary = "; ".join(f"{n}: {', '.join(s['dropped']) or 'no rows'}" for n, s in stats.items())
         raise InputError(f"no config has any rows ({summary})")
-    input_stats = source.stats(prompts)
+    input_stats = source.stats(len(hashes))
     prov = dict(provenance or {})
     if "generation" not in prov and source.model_counts:
         models = [{"id": model, "completions": n} for model, n in sorted(source.model_counts.items())]
@@ -453,8 +497,17 @@ def curate(
         prov["usage"] = source.usage.result()
     prov["curate"] = dataclasses.asdict(cfg)
     prov["input"] = input_stats
-    prov["configs"] = {name: {"statistics": stats[name]} for name in configs}
-    prov["skipped_configs"] = {name: s["dropped"] for name, s in stats.items() if name not in configs}
-    if folder is not None:
-        write_folder(folder, configs, provenance=prov, license=license, repo_id=repo_id, tags=["synthetic"])
-    return Curated(configs, stats, prov)
+    prov["configs"] = {name: {"statistics": stats[name]} for name in names}
+    prov["skipped_configs"] = {name: s["dropped"] for name, s in stats.items() if name not in names}
+    writer = FolderWriter(folder, names) if folder is not None else None
+    configs: dict[str, DatasetDict | None] = {}
+    num_rows: dict[str, dict[str, int]] = {}
+    for name, dd in _configs(source, builts, cfg, hashes, prompt_ids):
+        num_rows[name] = dd.num_rows
+        if writer is not None:
+            writer.add(name, dd)  # and dropped: it is read back from the folder when looked up
+        configs[name] = None if writer is not None else dd
+        del dd
+    if writer is not None:
+        writer.finish(provenance=prov, license=license, repo_id=repo_id, tags=["synthetic"])
+    return Curated(configs, stats, prov, num_rows, writer.folder if writer is not None else None)

@@ -16,7 +16,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import orjson
+import pyarrow as pa
 
 from hfpref import __version__
 from hfpref.card import check_license, render_card
@@ -49,14 +51,29 @@ def prompt_key(prompt: str | list[dict[str, Any]]) -> str:
     return prompt if isinstance(prompt, str) else orjson.dumps(prompt, option=orjson.OPT_SORT_KEYS).decode()
 
 
-def assign_test(keys: list[str], test_size: float, seed: int) -> set[str]:
-    """The prompt keys of the test split: ``ceil(test_size × prompts)`` of them, at least one, never all."""
+def split_hash(seed: int, key: str) -> int:
+    """The number that ranks a prompt for the test split: its seeded 8-byte blake2b, big-endian."""
+    return int.from_bytes(hashlib.blake2b(f"{seed}\0{key}".encode(), digest_size=8).digest(), "big")
+
+
+def in_test_split(hashes: np.ndarray, test_size: float) -> pa.Array:
+    """Whether each distinct prompt is in the test split, from their :func:`split_hash` in order of
+    first appearance: the ``ceil(test_size × prompts)`` lowest (at least one, never all)."""
+    n = len(hashes)
+    is_test = np.zeros(n, dtype=bool)
+    if test_size > 0 and n >= 2:
+        n_test = min(n - 1, max(1, math.ceil(test_size * n)))
+        is_test[np.argsort(hashes, kind="stable")[:n_test]] = True
+    return pa.array(is_test)
+
+
+def assign_test(keys: Sequence[str], test_size: float, seed: int) -> set[str]:
+    """The prompt keys of the test split (see :func:`in_test_split`)."""
     unique = list(dict.fromkeys(keys))
-    if test_size <= 0 or len(unique) < 2:
-        return set()
-    n_test = min(len(unique) - 1, max(1, math.ceil(test_size * len(unique))))
-    ranked = sorted(unique, key=lambda k: hashlib.blake2b(f"{seed}\0{k}".encode(), digest_size=8).digest())
-    return set(ranked[:n_test])
+    hashes = np.fromiter((split_hash(seed, key) for key in unique), dtype=np.uint64, count=len(unique))
+    return {
+        key for key, test in zip(unique, in_test_split(hashes, test_size).to_pylist(), strict=True) if test
+    }
 
 
 def read_provenance(folder: str | Path) -> dict[str, Any] | None:
@@ -140,6 +157,84 @@ def _num_shards(nbytes: int, max_shard_size: int | str) -> int:
     return max(1, math.ceil(nbytes / convert_file_size_to_int(max_shard_size)))
 
 
+def _check_names(configs: Mapping[str, Any]) -> None:
+    for name in configs:
+        if not CONFIG_NAME.match(name):
+            raise InputError(f"config name {name!r}: use letters, digits, '_' and '-'")
+
+
+def _check_splits(name: str, dd: DatasetDict) -> None:
+    bad = [s for s in dd if not SPLIT_NAME.match(s)]
+    if bad or not dd:
+        raise InputError(f"config {name}: split names must be letters, digits or '_', got {list(dd)}")
+
+
+class FolderWriter:
+    """Writes a dataset folder one config at a time, so that a config's tables can go once written.
+
+    ``FolderWriter(folder, names)`` checks and prepares the folder for the configs ``names`` (those
+    that :meth:`add` may write); :meth:`finish` writes ``hfpref.json`` and the card. Until then the
+    folder has no card: it neither loads as a dataset nor looks complete (see :func:`write_folder`).
+    """
+
+    def __init__(self, folder: str | Path, names: Sequence[str], max_shard_size: int | str = "500MB") -> None:
+        _check_names(dict.fromkeys(names))
+        self.folder = Path(folder)
+        self.max_shard_size = max_shard_size
+        self.written: dict[str, dict[str, Any]] = {}  # config -> splits, columns, sha256
+        _prepare(self.folder, set(names))
+
+    def add(self, name: str, dd: DatasetDict) -> None:
+        """Write config ``name``'s splits as ``CONFIG/SPLIT-0000i-of-0000N.parquet`` shards."""
+        _check_splits(name, dd)
+        (self.folder / name).mkdir(exist_ok=True)
+        digest = hashlib.sha256()
+        for split, ds in dd.items():
+            n = _num_shards(ds.data.nbytes, self.max_shard_size)
+            for index in range(n):
+                path = self.folder / name / f"{split}-{index:05d}-of-{n:05d}.parquet"
+                with _quiet():
+                    ds.shard(num_shards=n, index=index, contiguous=True).to_parquet(str(path))
+                with path.open("rb") as fh:
+                    digest.update(path.name.encode())
+                    for block in iter(lambda: fh.read(1 << 20), b""):
+                        digest.update(block)
+        self.written[name] = {
+            "splits": {split: ds.num_rows for split, ds in dd.items()},
+            "columns": next(iter(dd.values())).column_names,
+            "sha256": digest.hexdigest(),
+        }
+
+    def finish(
+        self,
+        *,
+        provenance: Mapping[str, Any] | None = None,
+        license: str | None = None,
+        pretty_name: str | None = None,
+        tags: Sequence[str] = (),
+        repo_id: str | None = None,
+        default_config: str | None = None,
+    ) -> Path:
+        """Write ``hfpref.json`` and the card ``README.md`` for the configs written (arguments as
+        :func:`write_folder`'s) and return the folder."""
+        if not self.written:
+            raise InputError("write_folder: no configs to write")
+        default = default_config or ("dpo" if "dpo" in self.written else next(iter(self.written)))
+        if default not in self.written:
+            raise InputError(f"default_config {default!r} is not one of the configs {list(self.written)}")
+        prov: dict[str, Any] = {"hfpref_version": __version__}
+        prov.update(_scrub(dict(provenance or {})))
+        prov["pretty_name"] = pretty_name or prov.get("pretty_name") or self.folder.resolve().name
+        prov["license"] = check_license(license)
+        prov["tags"] = list(dict.fromkeys([*prov.get("tags", []), *tags]))
+        prov["default_config"] = default
+        described = prov.get("configs", {})
+        prov["configs"] = {name: {**described.get(name, {}), **info} for name, info in self.written.items()}
+        _write_provenance(self.folder, prov)
+        render_card(prov, repo_id=repo_id).save(self.folder / CARD_FILE)
+        return self.folder
+
+
 def write_folder(
     folder: str | Path,
     configs: Mapping[str, DatasetDict],
@@ -160,51 +255,26 @@ def write_folder(
     ``hfpref.json``; the card ``README.md`` is rendered from it. ``license`` None writes ``other`` and
     claims no rights. ``default_config`` defaults to ``dpo`` when written, else the first config.
     Rewriting a folder hfpref wrote replaces its shards; any other non-empty folder is refused.
+    Everything is checked before the folder is touched; :class:`FolderWriter` writes config by config.
     """
-    folder = Path(folder)
     if not configs:
         raise InputError("write_folder: no configs to write")
+    _check_names(configs)
     for name, dd in configs.items():
-        if not CONFIG_NAME.match(name):
-            raise InputError(f"config name {name!r}: use letters, digits, '_' and '-'")
-        bad = [s for s in dd if not SPLIT_NAME.match(s)]
-        if bad or not dd:
-            raise InputError(f"config {name}: split names must be letters, digits or '_', got {list(dd)}")
-    default = default_config or ("dpo" if "dpo" in configs else next(iter(configs)))
-    if default not in configs:
-        raise InputError(f"default_config {default!r} is not one of the configs {list(configs)}")
-    _prepare(folder, set(configs))
-
-    prov: dict[str, Any] = {"hfpref_version": __version__}
-    prov.update(_scrub(dict(provenance or {})))
-    prov["pretty_name"] = pretty_name or prov.get("pretty_name") or folder.resolve().name
-    prov["license"] = check_license(license)
-    prov["tags"] = list(dict.fromkeys([*prov.get("tags", []), *tags]))
-    prov["default_config"] = default
-    described = prov.get("configs", {})
-    prov["configs"] = {}
+        _check_splits(name, dd)
+    if default_config is not None and default_config not in configs:
+        raise InputError(f"default_config {default_config!r} is not one of the configs {list(configs)}")
+    writer = FolderWriter(folder, list(configs), max_shard_size)
     for name, dd in configs.items():
-        (folder / name).mkdir(exist_ok=True)
-        digest = hashlib.sha256()
-        for split, ds in dd.items():
-            n = _num_shards(ds.data.nbytes, max_shard_size)
-            for index in range(n):
-                path = folder / name / f"{split}-{index:05d}-of-{n:05d}.parquet"
-                with _quiet():
-                    ds.shard(num_shards=n, index=index, contiguous=True).to_parquet(str(path))
-                with path.open("rb") as fh:
-                    digest.update(path.name.encode())
-                    for block in iter(lambda: fh.read(1 << 20), b""):
-                        digest.update(block)
-        prov["configs"][name] = {
-            **described.get(name, {}),
-            "splits": {split: ds.num_rows for split, ds in dd.items()},
-            "columns": next(iter(dd.values())).column_names,
-            "sha256": digest.hexdigest(),
-        }
-    _write_provenance(folder, prov)
-    render_card(prov, repo_id=repo_id).save(folder / CARD_FILE)
-    return folder
+        writer.add(name, dd)
+    return writer.finish(
+        provenance=provenance,
+        license=license,
+        pretty_name=pretty_name,
+        tags=tags,
+        repo_id=repo_id,
+        default_config=default_config,
+    )
 
 
 def folder_configs(folder: str | Path) -> dict[str, dict[str, list[Path]]]:

@@ -90,9 +90,14 @@ def check_prompts(
     return column
 
 
+def _batches(ds: Any, column: str) -> Iterator[Any]:
+    """``column`` of ``ds`` as Arrow tables of ``READ_BATCH_ROWS`` rows."""
+    return ds.select_columns([column]).with_format("arrow").iter(batch_size=READ_BATCH_ROWS)
+
+
 def _values(ds: Any, column: str) -> Iterator[Any]:
     """The Python value of ``column`` in each row of ``ds``, read ``READ_BATCH_ROWS`` rows at a time."""
-    for batch in ds.select_columns([column]).with_format("arrow").iter(batch_size=READ_BATCH_ROWS):
+    for batch in _batches(ds, column):
         yield from batch.column(column).to_pylist()
 
 
@@ -102,7 +107,7 @@ def _fields(ds: Any, column: str, name: str) -> Iterator[Any]:
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    for batch in ds.select_columns([column]).with_format("arrow").iter(batch_size=READ_BATCH_ROWS):
+    for batch in _batches(ds, column):
         records = batch.column(column)
         if pa.types.is_list(records.type) or pa.types.is_large_list(records.type):
             records = pc.list_flatten(records)
@@ -358,6 +363,7 @@ def run_pipeline(
     from hfpref.folder import check_folder
     from hfpref.io import load_rows
     from hfpref.judge import judge_statistics
+    from hfpref.scored import Usage
 
     check_folder(folder)  # before any request is paid for
     client = {"cache": use_cache, "cache_dir": cache_dir}
@@ -372,6 +378,9 @@ def run_pipeline(
         first = _first_error(generated)
         raise HfprefError(f"no completion succeeded, no folder written; the first error: {first}")
     spent = _cost(generated, "generation")
+    usage = Usage()  # read here, where `generated` is read anyway: curate need not read it again
+    for batch in _batches(generated, "generation"):
+        usage.add(batch.column("generation").to_pylist())
     remaining = None if run.budget.max_cost_usd is None else max(0.0, run.budget.max_cost_usd - spent)
     judged = _map_judge(generated, run, remaining, client=client, saved=False)
     del generated  # its rows are in `judged`: unmapping its file takes its pages out of memory
@@ -405,6 +414,7 @@ def run_pipeline(
             "aggregate": run.judge.aggregate,
             "statistics": jstats,
         },
+        "usage": usage.result(),
     }
     result = curate(
         judged, folder, run.curate, provenance=provenance, license=run.hub.license, repo_id=run.hub.repo_id

@@ -2,12 +2,13 @@
 chunks of ``CHUNK_ROWS`` rows (row numbers in messages are 0-based, as ``ds[i]``).
 
 Only one chunk is ever held as Python objects. What the configs need from every row stays in Arrow
-(each row's prompt key) or in totals (statistics, token usage, model counts); the texts of the
+(a digest of each row's prompt key) or in totals (statistics, token usage, model counts); the texts of the
 completions are never copied out of the input table: configs refer to them by flat index.
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
 from array import array
 from collections import Counter
@@ -15,10 +16,11 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 
 from hfpref.errors import InputError
-from hfpref.folder import prompt_key
+from hfpref.folder import prompt_key, split_hash
 from hfpref.verdicts import split_steps
 
 PROMPT_COLUMNS = ("prompt", "input", "question")
@@ -151,7 +153,7 @@ class ScoredInput:
     """The input table, its columns checked; :meth:`read` yields it in chunks of rows and keeps what the
     configs need from every row: prompt keys, statistics, token usage, model counts."""
 
-    def __init__(self, ds: Any, style: str) -> None:
+    def __init__(self, ds: Any, style: str, seed: int = 0, *, usage: bool = True) -> None:
         table = _arrow(ds)
         names = table.column_names
         prompt_name = next((c for c in PROMPT_COLUMNS if c in names), None)
@@ -179,9 +181,11 @@ class ScoredInput:
         self.prompt_column = table.column(prompt_name)
         self.nested = table.column("completions")
         self.has_steps = "step_scores" in names
-        self.usage = Usage() if "generation" in names else None
+        self.usage = Usage() if usage and "generation" in names else None  # False: given by the caller
         self.model_counts: Counter[str] = Counter()
-        self._keys: list[pa.Array] = []  # grouping key of each prompt, one array per chunk
+        self.seed = seed
+        self._ids: list[pa.Array] = []  # each row's prompt as a 16-byte digest of its key, per chunk
+        self._ranks = array("Q")  # each row's prompt's split_hash
         # the plain text of message-list prompts, when a config writes them as strings
         self._texts: list[pa.Array] | None = [] if self.conversational and style != "conversational" else None
         self._scores = array("d")  # every usable score, in row order
@@ -234,7 +238,10 @@ class ScoredInput:
         self.model_counts.update(m for row in models or [] for m in row or [] if m)
         if self.usage is not None:
             self.usage.add(col("generation"))  # type: ignore[arg-type]
-        self._keys.append(pa.array(keys, pa.string()))
+        self._ids.append(
+            pa.array([hashlib.blake2b(k.encode(), digest_size=16).digest() for k in keys], pa.binary(16))
+        )
+        self._ranks.extend(split_hash(self.seed, k) for k in keys)
         if self._texts is not None:
             self._texts.append(pa.array(texts, pa.string()))
         self._scores.extend(c.score for row in scored for c in row)
@@ -246,15 +253,19 @@ class ScoredInput:
         counts["tied_rows"] += sum(1 for row in candidates if len(row) >= 2 and row[0].score == row[-1].score)
         return Chunk(start, texts, candidates, scored, steps if step_scores is not None else None), flat
 
-    def prompt_ids(self) -> tuple[pa.Array, pa.Array]:
-        """(the distinct prompt keys in order of first appearance, each row's index into them)."""
-        encoded = pa.concat_arrays(self._keys).dictionary_encode()
-        return encoded.dictionary, encoded.indices
+    def prompt_ids(self) -> tuple[np.ndarray, pa.Array]:
+        """(the :func:`~hfpref.folder.split_hash` of each distinct prompt, in order of first appearance;
+        each row's index into them), after :meth:`read`. Prompts are told apart by a 16-byte digest of
+        their key, so the keys are never all held."""
+        encoded = pa.concat_arrays(self._ids).dictionary_encode()
+        hashes = np.empty(len(encoded.dictionary), dtype=np.uint64)
+        hashes[encoded.indices.to_numpy()] = np.frombuffer(self._ranks, dtype=np.uint64)
+        return hashes, encoded.indices
 
-    def texts(self) -> pa.Array:
+    def texts(self) -> pa.Array | pa.ChunkedArray:
         """The prompt of each row as plain text (after :meth:`read`)."""
         if self._texts is None:  # string prompts are their own text
-            return self.prompt_column.cast(pa.string()).combine_chunks()
+            return self.prompt_column.cast(pa.string())
         return pa.concat_arrays(self._texts)
 
     def stats(self, prompts: int) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import random
 import sys
 from pathlib import Path
@@ -184,6 +185,19 @@ def test_split_is_grouped_by_prompt_deterministic_and_order_independent() -> Non
     assert set(first["kto"]["test"]["prompt"]) == test_prompts
     assert set(again["dpo"]["test"]["prompt"]) == test_prompts
     assert set(other["dpo"]["test"]["prompt"]) != test_prompts
+
+
+def test_the_split_ranks_prompts_by_their_seeded_digest() -> None:
+    # the ranking that splits every folder written so far: sorted by an 8-byte blake2b of "seed\0key"
+    import hashlib
+
+    keys = [f"prompt {random.Random(i).random()}" for i in range(5000)] + ["prompt 1", "é ✓"]
+    for seed, size in ((0, 0.1), (7, 0.37)):
+        unique = list(dict.fromkeys(keys))
+        ranked = sorted(
+            unique, key=lambda k: hashlib.blake2b(f"{seed}\0{k}".encode(), digest_size=8).digest()
+        )
+        assert assign_test(keys, size, seed) == set(ranked[: math.ceil(len(unique) * size)])
 
 
 def test_assign_test_bounds() -> None:
@@ -409,6 +423,30 @@ def test_bad_options() -> None:
         curate([row("q", ["a", "b"], [1.0, 0.0])], margin=0.1)
     with pytest.raises(InputError, match="no config has any rows"):
         curate([row("q", ["a", "b"], [0.5, 0.5])], formats="dpo")
+
+
+def test_a_written_config_is_read_back_from_its_folder(tmp_path: Path) -> None:
+    data = many_rows(40)
+    in_memory = curate(data, formats="dpo,kto,grpo", test_size=0.25)
+    written = curate(data, tmp_path / "prefs", formats="dpo,kto,grpo", test_size=0.25)
+    assert written.num_rows == in_memory.num_rows == {n: dd.num_rows for n, dd in in_memory.items()}
+    for name, splits in in_memory.items():
+        assert list(written[name]) == list(splits)
+        for split, ds in splits.items():
+            assert written[name][split].features == ds.features
+            assert written[name][split].data.table.equals(ds.data.table)  # values, types, order
+            assert (
+                written[name][split].to_list()
+                == load_dataset(str(tmp_path / "prefs"), name, split=split).to_list()
+            )
+
+
+def test_a_curate_without_rows_leaves_the_folder_as_it_was(tmp_path: Path) -> None:
+    curate(many_rows(10), tmp_path / "prefs", formats="dpo", test_size=0)
+    before = {p: p.read_bytes() for p in (tmp_path / "prefs").rglob("*") if p.is_file()}
+    with pytest.raises(InputError, match="no config has any rows"):
+        curate([row("q", ["a", "b"], [0.5, 0.5])], tmp_path / "prefs", formats="dpo")
+    assert {p: p.read_bytes() for p in (tmp_path / "prefs").rglob("*") if p.is_file()} == before
 
 
 def test_config_object_and_overrides_combine() -> None:

@@ -81,10 +81,12 @@ def test_curate_in_chunks_gives_the_one_chunk_result(
         "style": style,
         "strategy": "all_pairs",
     }
-    whole = curate(data, tmp_path / "whole" / "prefs", **options)
+    whole = curate(data, **options)  # in memory: the tables as built
+    curate(data, tmp_path / "whole" / "prefs", **options)
     for chunk_rows in (1, 7):
         monkeypatch.setattr(scored, "CHUNK_ROWS", chunk_rows)
-        chunked = curate(data, tmp_path / f"by-{chunk_rows}" / "prefs", **options)
+        chunked = curate(data, **options)
+        curate(data, tmp_path / f"by-{chunk_rows}" / "prefs", **options)
         assert list(chunked) == list(whole) == ["dpo", "sft", "kto", "grpo", "step_dpo", "stepwise"]
         for name, splits in whole.items():
             assert list(chunked[name]) == list(splits)
