@@ -181,10 +181,11 @@ def _build_grpo(rows: Chunk, cfg: CurateConfig, built: _Built) -> None:
 
 
 def _grpo_stats(built: _Built) -> dict[str, Any]:
-    groups = built.column("scores")
+    lengths = (len(scores) for scores in built.values_of("scores"))
+    count = sum(pc.sum(pc.list_value_length(part.column("scores"))).as_py() or 0 for part in built.parts)
     return {
-        "mean_completions": mean(pc.list_value_length(groups).to_pylist(), built.rows),
-        "mean_score": mean(groups.flatten().to_pylist(), len(groups.flatten())),
+        "mean_completions": mean(lengths, built.rows),
+        "mean_score": mean((s for scores in built.values_of("scores") for s in scores), count),
     }
 
 
