@@ -481,10 +481,15 @@ def curate(
         for built in builts.values():
             BUILDERS[built.name][0](rows, cfg, built)
             built.flush()
+        release_arrow_memory()  # the chunk's Arrow copies: the pool would keep their pages
     if steps_missing:
         raise InputError("formats step_dpo/stepwise need a `step_scores` column (judge with --mode stepwise)")
     hashes, prompt_ids = source.prompt_ids()
-    stats = {name: _statistics(built, prompt_ids) for name, built in builts.items()}
+    release_arrow_memory()
+    stats = {}
+    for name, built in builts.items():
+        stats[name] = _statistics(built, prompt_ids)
+        release_arrow_memory()
     names = [name for name, built in builts.items() if built.rows]
     if not names:
         summary = "; ".join(f"{n}: {', '.join(s['dropped']) or 'no rows'}" for n, s in stats.items())
