@@ -447,6 +447,8 @@ def _read_config(folder: Path, name: str, splits: Mapping[str, int]) -> DatasetD
     parts = {}
     for split in splits:
         shards = sorted((folder / name).glob(f"{split}-*.parquet"))
+        if not shards:
+            raise InputError(f"{folder / name}: no {split} shards; the folder changed after curate wrote it")
         table = pa.concat_tables(pq.read_table(shard) for shard in shards)
         parts[split] = Dataset(InMemoryTable(table), fingerprint=generate_random_fingerprint())
     return DatasetDict(parts)

@@ -439,6 +439,11 @@ def test_a_written_config_is_read_back_from_its_folder(tmp_path: Path) -> None:
                 written[name][split].to_list()
                 == load_dataset(str(tmp_path / "prefs"), name, split=split).to_list()
             )
+    later = curate(data, tmp_path / "prefs", formats="dpo", test_size=0.25)
+    for shard in (tmp_path / "prefs" / "dpo").glob("test-*.parquet"):
+        shard.unlink()
+    with pytest.raises(InputError, match=r"dpo: no test shards; the folder changed after curate wrote it"):
+        later["dpo"]
 
 
 def test_a_curate_without_rows_leaves_the_folder_as_it_was(tmp_path: Path) -> None:
