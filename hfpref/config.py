@@ -19,6 +19,8 @@ from typing import Any
 
 from hfpref.errors import ConfigError, register_secret
 
+PROMPT_COLUMNS = ("prompt", "input", "question")  # looked for in this order when no prompt column is set
+
 OPENROUTER_URL = "https://openrouter.ai/api/v1"
 DEFAULT_LOCAL_MODEL = "local:Qwen/Qwen2.5-0.5B-Instruct"
 KEY_REQUIRED_HOSTS = ("openrouter.ai", "api.openai.com")

@@ -19,11 +19,11 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from hfpref.config import PROMPT_COLUMNS
 from hfpref.errors import InputError
 from hfpref.folder import prompt_key, split_hash
 from hfpref.verdicts import split_steps
 
-PROMPT_COLUMNS = ("prompt", "input", "question")
 STEP_SEPARATOR = "\n\n"
 CHUNK_ROWS = 1024  # input rows read into Python at a time: memory stays flat however many rows there are
 

@@ -28,11 +28,17 @@ import pyarrow as pa
 
 from hfpref.cache import Budget, RequestCache
 from hfpref.client import ChatClient
-from hfpref.config import KEY_REQUIRED_HOSTS, ModelSpec, ProviderConfig, cache_root, env_api_key
+from hfpref.config import (
+    KEY_REQUIRED_HOSTS,
+    PROMPT_COLUMNS,
+    ModelSpec,
+    ProviderConfig,
+    cache_root,
+    env_api_key,
+)
 from hfpref.errors import ConfigError, InputError
 from hfpref.progress import Stats
 
-PROMPT_COLUMNS = ("prompt", "input", "question")
 _CLIENTS: dict[str, ChatClient] = {}
 
 
