@@ -384,9 +384,13 @@ def _configs(
         [chunk.flatten() for chunk in source.nested.chunks], source.nested.type.value_type
     )
     for name, built in builts.items():
-        if built.rows:
-            yield name, _dataset_dict(prompts, flat, built, conv and built.prompts is None, is_test)
-        built.parts.clear()
+        if not built.rows:
+            continue
+        dd = _dataset_dict(prompts, flat, built, conv and built.prompts is None, is_test)
+        built.parts.clear()  # the config's table has its values
+        release_arrow_memory()
+        yield name, dd
+        del dd  # before the next config is built (the caller has dropped it)
         release_arrow_memory()
 
 
