@@ -42,7 +42,7 @@ import pyarrow.compute as pc
 
 from hfpref.config import CurateConfig
 from hfpref.errors import ConfigError, InputError
-from hfpref.folder import FolderWriter, in_test_split
+from hfpref.folder import FolderWriter, folder_configs, in_test_split, read_shards
 from hfpref.scored import STEP_SEPARATOR, Candidate, Chunk, ScoredInput, Steps, mean
 
 if TYPE_CHECKING:
@@ -372,9 +372,9 @@ def _configs(
     hashes: np.ndarray,
     prompt_ids: pa.Array,
 ) -> Iterator[tuple[str, DatasetDict]]:
-    """Each config with rows as its ``DatasetDict``, one at a time, once every chunk is in: what a
-    config is built from goes once the next is asked for, so a caller that writes each config and
-    drops it holds one at a time."""
+    """Each config with rows as its ``DatasetDict``, one at a time, once every chunk is in: a config's
+    parts go once its table is built, and its table before the next is built, so a caller that writes
+    each config and drops it holds one table at a time."""
     is_test = in_test_split(hashes, cfg.test_size).take(prompt_ids)
     release_arrow_memory()
     conv = source.conversational and cfg.style == "conversational"
@@ -431,7 +431,7 @@ class Curated(Mapping[str, "DatasetDict"]):
     def __getitem__(self, name: str) -> DatasetDict:
         dd = self._configs[name]
         if dd is None:
-            dd = self._configs[name] = _read_config(self._folder, name, self.num_rows[name])  # type: ignore[arg-type]
+            dd = self._configs[name] = _read_config(self._folder, name)  # type: ignore[arg-type]
         return dd
 
     def __iter__(self) -> Iterator[str]:
@@ -441,20 +441,17 @@ class Curated(Mapping[str, "DatasetDict"]):
         return len(self._configs)
 
 
-def _read_config(folder: Path, name: str, splits: Mapping[str, int]) -> DatasetDict:
+def _read_config(folder: Path, name: str) -> DatasetDict:
     """Config ``name`` of a folder :func:`curate` wrote, read from its parquet shards into memory."""
-    import pyarrow.parquet as pq
     from datasets import Dataset, DatasetDict
     from datasets.fingerprint import generate_random_fingerprint
     from datasets.table import InMemoryTable
 
     parts = {}
-    for split in splits:
-        shards = sorted((folder / name).glob(f"{split}-*.parquet"))
+    for split, shards in folder_configs(folder)[name].items():
         if not shards:
             raise InputError(f"{folder / name}: no {split} shards; the folder changed after curate wrote it")
-        table = pa.concat_tables(pq.read_table(shard) for shard in shards)
-        parts[split] = Dataset(InMemoryTable(table), fingerprint=generate_random_fingerprint())
+        parts[split] = Dataset(InMemoryTable(read_shards(shards)), fingerprint=generate_random_fingerprint())
     return DatasetDict(parts)
 
 

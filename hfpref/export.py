@@ -31,6 +31,7 @@ from hfpref.folder import (
     folder_configs,
     prompt_key,
     read_provenance,
+    read_shards,
 )
 
 TARGETS = ("nemo-rl", "axolotl", "jsonl")
@@ -38,25 +39,8 @@ Row = dict[str, Any]
 
 
 def _read(files: list[Path]) -> list[Row]:
-    """The rows of ``files``; :class:`InputError` naming the first shard that is not readable parquet."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    if not files:
-        return []
-    tables = []
-    for path in files:
-        try:
-            tables.append(pq.read_table(path))
-        except (pa.ArrowException, OSError) as exc:
-            reason = str(exc).splitlines()[0].rsplit("': ", 1)[-1]  # without "Could not open '{path}': "
-            raise InputError(
-                f"{path}: not a readable parquet shard ({reason}); rewrite it with hfpref curate"
-            ) from None
-    try:
-        return pa.concat_tables(tables).to_pylist()
-    except pa.ArrowInvalid as exc:
-        raise InputError(f"{files[0].parent}: its shards have different columns ({exc})") from None
+    """The rows of ``files`` (see :func:`hfpref.folder.read_shards`)."""
+    return read_shards(files).to_pylist() if files else []
 
 
 def _messages(prompt: Any) -> list[dict[str, Any]]:

@@ -11,7 +11,7 @@ import hashlib
 import math
 import os
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -157,8 +157,8 @@ def _num_shards(nbytes: int, max_shard_size: int | str) -> int:
     return max(1, math.ceil(nbytes / convert_file_size_to_int(max_shard_size)))
 
 
-def _check_names(configs: Mapping[str, Any]) -> None:
-    for name in configs:
+def _check_names(names: Iterable[str]) -> None:
+    for name in names:
         if not CONFIG_NAME.match(name):
             raise InputError(f"config name {name!r}: use letters, digits, '_' and '-'")
 
@@ -178,7 +178,7 @@ class FolderWriter:
     """
 
     def __init__(self, folder: str | Path, names: Sequence[str], max_shard_size: int | str = "500MB") -> None:
-        _check_names(dict.fromkeys(names))
+        _check_names(names)
         self.folder = Path(folder)
         self.max_shard_size = max_shard_size
         self.written: dict[str, dict[str, Any]] = {}  # config -> splits, columns, sha256
@@ -299,3 +299,23 @@ def folder_configs(folder: str | Path) -> dict[str, dict[str, list[Path]]]:
             splits[item["split"]] = sorted(p for pattern in patterns for p in folder.glob(pattern))
         found[entry["config_name"]] = splits
     return found
+
+
+def read_shards(files: Sequence[Path]) -> pa.Table:
+    """The rows of parquet ``files`` (a split's shards, in order) as one table; :class:`InputError`
+    naming the first shard that is not readable parquet, or shards whose columns differ."""
+    import pyarrow.parquet as pq
+
+    tables = []
+    for path in files:
+        try:
+            tables.append(pq.read_table(path))
+        except (pa.ArrowException, OSError) as exc:
+            reason = str(exc).splitlines()[0].rsplit("': ", 1)[-1]  # without "Could not open '{path}': "
+            raise InputError(
+                f"{path}: not a readable parquet shard ({reason}); rewrite it with hfpref curate"
+            ) from None
+    try:
+        return pa.concat_tables(tables)
+    except pa.ArrowInvalid as exc:
+        raise InputError(f"{files[0].parent}: its shards have different columns ({exc})") from None

@@ -357,9 +357,8 @@ async def _judge(spec: JudgeSpec, batch: Mapping[str, Any], indices: Any = None)
         )
     if single:
         return results[0]
-    return typed_columns(
-        {name: [r[name] for r in results] for name in schema(cfg.mode).names}, schema(cfg.mode)
-    )
+    columns = schema(cfg.mode)
+    return typed_columns({name: [r[name] for r in results] for name in columns.names}, columns)
 
 
 class Judge(Stage):
