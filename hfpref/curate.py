@@ -389,6 +389,7 @@ def _configs(
         dd = _dataset_dict(prompts, flat, built, conv and built.prompts is None, is_test)
         built.parts.clear()  # the config's table has its values
         release_arrow_memory()
+        source.pages.release()  # the input's pages its texts were copied from
         yield name, dd
         del dd  # before the next config is built (the caller has dropped it)
         release_arrow_memory()

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import codecs
 import itertools
+import mmap
 import os
 import shutil
 import tempfile
@@ -22,6 +23,7 @@ from typing import TYPE_CHECKING
 from hfpref.errors import HfprefError, InputError
 
 if TYPE_CHECKING:
+    import pyarrow as pa
     from datasets import Dataset
 
 FILE_BUILDERS = {".jsonl": "json", ".json": "json", ".parquet": "parquet", ".csv": "csv"}
@@ -127,6 +129,42 @@ def load_rows(source: str | os.PathLike[str], *, split: str = "train") -> Datase
         raise InputError(
             f"{text}: no such file or folder, and no Hub dataset {repo_id} (or no access)"
         ) from None
+
+
+class ArrowPages:
+    """The Arrow table of a ``Dataset``, read through a memory map whose pages can be given back.
+
+    The pages of a memory-mapped file count in the process's RSS once read, and stay while the file is
+    mapped: a pass over every row of a large cache file (the judge's statistics, curate) would end up
+    holding the whole file. :meth:`release` hands the pages read so far back to the kernel's page cache
+    (``madvise(MADV_DONTNEED)``); the table stays valid, as reading it again faults them back in.
+    """
+
+    def __init__(self, table: pa.Table, pages: mmap.mmap | None = None) -> None:
+        self.table = table
+        self._pages = pages
+
+    def release(self) -> None:
+        if self._pages is not None:
+            self._pages.madvise(mmap.MADV_DONTNEED)
+
+
+def arrow_pages(ds: Dataset) -> ArrowPages:
+    """``ds`` as :class:`ArrowPages`. A dataset read from one Arrow file (a ``map`` result, a loaded
+    dataset) is mapped again by hfpref, zero-copy, with the changes ``datasets`` records on its table
+    (renamed or removed columns, casts) applied the way ``datasets`` itself reapplies them; any other
+    (in memory, concatenated, with an indices mapping, or where ``madvise`` is missing) is read as
+    ``datasets`` gives it, and ``release`` does nothing."""
+    import pyarrow as pa
+    from datasets.table import MemoryMappedTable
+
+    data = ds.data
+    if isinstance(data, MemoryMappedTable) and ds._indices is None and hasattr(mmap.mmap, "madvise"):
+        with open(data.path, "rb") as fh:
+            pages = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
+        table = pa.ipc.open_stream(pa.py_buffer(pages)).read_all()
+        return ArrowPages(MemoryMappedTable._apply_replays(table, data.replays), pages)
+    return ArrowPages(ds.with_format("arrow")[:])
 
 
 def _is_saved_dataset(path: Path) -> bool:

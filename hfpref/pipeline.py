@@ -91,8 +91,15 @@ def check_prompts(
 
 
 def _batches(ds: Any, column: str) -> Iterator[Any]:
-    """``column`` of ``ds`` as Arrow tables of ``READ_BATCH_ROWS`` rows."""
-    return ds.select_columns([column]).with_format("arrow").iter(batch_size=READ_BATCH_ROWS)
+    """``column`` of ``ds`` as Arrow tables of ``READ_BATCH_ROWS`` rows; the pages of ``ds``'s file
+    read for a batch are given back after it."""
+    from hfpref.io import arrow_pages
+
+    pages = arrow_pages(ds)
+    table = pages.table.select([column])
+    for start in range(0, table.num_rows, READ_BATCH_ROWS):
+        yield table.slice(start, READ_BATCH_ROWS)
+        pages.release()
 
 
 def _values(ds: Any, column: str) -> Iterator[Any]:
@@ -379,8 +386,7 @@ def run_pipeline(
         raise HfprefError(f"no completion succeeded, no folder written; the first error: {first}")
     spent = _cost(generated, "generation")
     usage = Usage()  # read here, where `generated` is read anyway: curate need not read it again
-    for batch in _batches(generated, "generation"):
-        usage.add(batch.column("generation").to_pylist())
+    usage.add(_values(generated, "generation"))
     remaining = None if run.budget.max_cost_usd is None else max(0.0, run.budget.max_cost_usd - spent)
     judged = _map_judge(generated, run, remaining, client=client, saved=False)
     del generated  # its rows are in `judged`: unmapping its file takes its pages out of memory

@@ -22,6 +22,7 @@ import pyarrow as pa
 from hfpref.config import PROMPT_COLUMNS
 from hfpref.errors import InputError
 from hfpref.folder import prompt_key, split_hash
+from hfpref.io import ArrowPages, arrow_pages
 from hfpref.verdicts import split_steps
 
 STEP_SEPARATOR = "\n\n"
@@ -59,7 +60,7 @@ def mean(values: Iterable[float], count: int) -> float | None:
     return round(sum(values) / count, 4) if count else None
 
 
-def _arrow(ds: Any) -> pa.Table:
+def _arrow(ds: Any) -> ArrowPages:
     from datasets import Dataset, IterableDataset
 
     if isinstance(ds, list):
@@ -71,7 +72,7 @@ def _arrow(ds: Any) -> pa.Table:
         raise InputError(
             f"curate: expected a datasets.Dataset or a list of rows, got {type(ds).__name__}{hint}"
         )
-    return ds.with_format("arrow")[:]
+    return arrow_pages(ds)
 
 
 def _prompt_text(prompt: Any, row: int) -> str:
@@ -133,7 +134,8 @@ class Usage:
         self.counts = dict.fromkeys(["prompt_tokens", "completion_tokens", "truncated", "failed"], 0)
         self.cost: float | None = 0.0
 
-    def add(self, generation: list[Any]) -> None:
+    def add(self, generation: Iterable[list[Any] | None]) -> None:
+        """Add the ``generation`` records of some rows."""
         usage = self.counts
         for meta in (m for row in generation for m in row or [] if isinstance(m, dict)):
             usage["prompt_tokens"] += meta.get("prompt_tokens") or 0
@@ -154,7 +156,8 @@ class ScoredInput:
     configs need from every row: prompt keys, statistics, token usage, model counts."""
 
     def __init__(self, ds: Any, style: str, seed: int = 0, *, usage: bool = True) -> None:
-        table = _arrow(ds)
+        self.pages = _arrow(ds)  # release() after each pass: the input's file pages leave the RSS
+        table = self.pages.table
         names = table.column_names
         prompt_name = next((c for c in PROMPT_COLUMNS if c in names), None)
         if prompt_name is None:
@@ -199,6 +202,7 @@ class ScoredInput:
         for start in range(0, self.table.num_rows, CHUNK_ROWS):
             rows, flat = self._chunk(self.table.slice(start, CHUNK_ROWS), start, flat)
             yield rows
+            self.pages.release()
 
     def _chunk(self, part: pa.Table, start: int, flat: int) -> tuple[Chunk, int]:
         names = part.column_names

@@ -24,6 +24,7 @@ from hfpref import pipeline, scored
 from hfpref.curate import curate
 from hfpref.errors import InputError
 from hfpref.generate import Generator
+from hfpref.io import arrow_pages
 from hfpref.judge import judge_statistics
 from tests.fake_openai import FakeOpenAI, fake_openai, ok, status
 from tests.test_cli_stages import hfpref, prompts
@@ -252,10 +253,20 @@ def judged_rows(n: int) -> list[dict[str, Any]]:
     ]
 
 
-def test_reports_read_in_batches_match_the_row_by_row_reading(monkeypatch: pytest.MonkeyPatch) -> None:
+def on_disk(ds: Dataset, path: Path) -> Dataset:
+    """``ds`` as a ``map`` result: one Arrow file, memory-mapped (in 16-row record batches)."""
+    return ds.map(lambda batch: batch, batched=True, cache_file_name=str(path), writer_batch_size=16)
+
+
+@pytest.mark.parametrize("where", ["memory", "file"])
+def test_reports_read_in_batches_match_the_row_by_row_reading(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, where: str
+) -> None:
     monkeypatch.setattr(pipeline, "READ_BATCH_ROWS", 7)
     rows = judged_rows(50)
     ds = Dataset.from_list(rows)
+    if where == "file":
+        ds = on_disk(ds, tmp_path / "judged.arrow")
     expected = judge_statistics([r["judge"] for r in rows], [r["scores"] for r in rows])
     assert judge_statistics(pipeline._values(ds, "judge"), pipeline._values(ds, "scores")) == expected
     records = [record for r in rows for record in r["generation"]]
@@ -268,3 +279,65 @@ def test_reports_read_in_batches_match_the_row_by_row_reading(monkeypatch: pytes
     assert pipeline._first_error(ds) == next(e for e in errors if e)
     assert pipeline._cost(ds, "generation") == sum(record["cost"] or 0.0 for record in records)
     assert pipeline._cost(ds, "judge") == sum(r["judge"]["cost"] or 0.0 for r in rows)
+
+    usage = scored.Usage()
+    usage.add(pipeline._values(ds, "generation"))
+    assert usage.counts["failed"] == sum(bool(e) for e in errors)
+
+
+# --- pages of mapped files given back --------------------------------------------------------------------
+
+
+def resident_kib(address: int) -> int:
+    """The resident KiB of the memory mapping holding ``address`` (Linux's /proc/self/smaps)."""
+    inside = False
+    for line in Path("/proc/self/smaps").read_text().splitlines():
+        head = line.split()[0]
+        if "-" in head and not head.endswith(":"):
+            low, high = (int(x, 16) for x in head.split("-"))
+            inside = low <= address < high
+        elif inside and head == "Rss:":
+            return int(line.split()[1])
+    raise AssertionError(f"no mapping holds {address:#x}")
+
+
+def test_a_mapped_file_is_read_zero_copy_and_its_pages_are_given_back(tmp_path: Path) -> None:
+    texts = [f"{i:08d}" * 64 for i in range(4096)]  # 2 MiB of text
+    ds = on_disk(Dataset.from_dict({"text": texts, "n": list(range(4096))}), tmp_path / "big.arrow")
+    pages = arrow_pages(ds)
+    column = pages.table.column("text")
+    assert column.to_pylist() == texts  # read: its pages are in memory
+    address = column.chunk(0).buffers()[2].address
+    assert resident_kib(address) >= 2048
+    pages.release()
+    assert resident_kib(address) < 256  # the file's pages left the process (headers may be read again)
+    assert column.to_pylist() == texts  # and come back when read again
+
+
+def test_the_table_of_a_changed_dataset_is_the_one_datasets_gives(tmp_path: Path) -> None:
+    ds = on_disk(
+        Dataset.from_dict({"a": [1, 2, 3], "b": ["x", "y", "z"], "c": [0.5, 1.0, 0.0]}), tmp_path / "d.arrow"
+    )
+    changed = [ds.rename_column("a", "id"), ds.remove_columns("c"), ds.select_columns(["c", "b"])]
+    for version in [ds, *changed]:  # the file, with the changes datasets replays on it
+        assert arrow_pages(version).table.equals(version.with_format("arrow")[:])
+    assert all(version.data.path == ds.data.path for version in changed)
+    for version in (ds.select([2, 0]), ds.shuffle(seed=1), Dataset.from_dict({"a": [1]})):  # not one file
+        pages = arrow_pages(version)
+        assert pages.table.equals(version.with_format("arrow")[:])
+        pages.release()  # nothing to give back
+
+
+@pytest.mark.parametrize("conversational", [False, True])
+def test_curate_from_a_mapped_file_gives_the_in_memory_result(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, conversational: bool
+) -> None:
+    monkeypatch.setattr(scored, "CHUNK_ROWS", 7)
+    rows = scored_rows(60, conversational)
+    options = {"formats": "dpo,sft,kto,grpo,step_dpo,stepwise", "test_size": 0.3, "strategy": "all_pairs"}
+    in_memory = curate(Dataset.from_list(rows), tmp_path / "memory" / "prefs", **options)
+    mapped = on_disk(Dataset.from_list(rows).rename_column("prompt", "text"), tmp_path / "scored.arrow")
+    from_file = curate(mapped.rename_column("text", "prompt"), tmp_path / "file" / "prefs", **options)
+    assert from_file.num_rows == in_memory.num_rows
+    assert orjson.dumps(from_file.provenance) == orjson.dumps(in_memory.provenance)
+    assert files(tmp_path / "file" / "prefs") == files(tmp_path / "memory" / "prefs")
