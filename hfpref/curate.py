@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections import Counter
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -326,7 +326,12 @@ def _column(flat: pa.ChunkedArray, built: _Built, name: str, values: pa.Array, c
 
 
 def _dataset_dict(
-    prompts: pa.Array | pa.ChunkedArray, flat: pa.ChunkedArray, built: _Built, conv: bool, is_test: pa.Array
+    prompts: pa.Array | pa.ChunkedArray,
+    flat: pa.ChunkedArray,
+    built: _Built,
+    conv: bool,
+    is_test: pa.Array,
+    release: Callable[[], None],
 ) -> DatasetDict:
     """The train/test ``DatasetDict`` of one config (test holds the rows of test prompts; empty splits
     are left out). Rows are ordered train first, so each split is a zero-copy slice. ``prompts`` and
@@ -342,8 +347,10 @@ def _dataset_dict(
     src = src.take(order)
     explicit = built.prompts is not None
     arrays = {"prompt": _as_built(built.column("prompt").take(order)) if explicit else prompts.take(src)}
+    release()
     for name in COLUMN_ORDER[built.name][1:]:
         arrays[name] = _column(flat, built, name, built.column(name).take(order), conv)
+        release()
     table = pa.table(arrays)
     parts = {"train": table.slice(0, len(train_rows)), "test": table.slice(len(train_rows))}
     # A random fingerprint: hashing the whole table (datasets' default) costs more than building it.
@@ -356,10 +363,14 @@ def _dataset_dict(
     )
 
 
-def _statistics(built: _Built, prompt_ids: pa.Array) -> dict[str, Any]:
+def _statistics(built: _Built, prompt_ids: np.ndarray, prompts: int) -> dict[str, Any]:
+    """A config's statistics; ``prompt_ids``: each input row's prompt, numbered below ``prompts``."""
+    present = np.zeros(prompts, dtype=bool)
+    for part in built.parts:
+        present[prompt_ids[part.column("src").to_numpy()]] = True
     return {
         "rows": built.rows,
-        "prompts": pc.count_distinct(prompt_ids.take(built.column("src"))).as_py(),
+        "prompts": int(present.sum()),
         **BUILDERS[built.name][1](built),
         "dropped": dict(built.dropped.most_common()),
     }
@@ -370,12 +381,12 @@ def _configs(
     builts: dict[str, _Built],
     cfg: CurateConfig,
     hashes: np.ndarray,
-    prompt_ids: pa.Array,
+    prompt_ids: np.ndarray,
 ) -> Iterator[tuple[str, DatasetDict]]:
     """Each config with rows as its ``DatasetDict``, one at a time, once every chunk is in: a config's
     parts go once its table is built, and its table before the next is built, so a caller that writes
     each config and drops it holds one table at a time."""
-    is_test = in_test_split(hashes, cfg.test_size).take(prompt_ids)
+    is_test = in_test_split(hashes, cfg.test_size).take(pa.array(prompt_ids))
     release_arrow_memory()
     conv = source.conversational and cfg.style == "conversational"
     prompts = source.prompt_column if conv else source.texts()
@@ -383,13 +394,15 @@ def _configs(
     flat = pa.chunked_array(
         [chunk.flatten() for chunk in source.nested.chunks], source.nested.type.value_type
     )
+    source.pages.release()  # each chunk's offsets were read
     for name, built in builts.items():
         if not built.rows:
             continue
-        dd = _dataset_dict(prompts, flat, built, conv and built.prompts is None, is_test)
+        dd = _dataset_dict(
+            prompts, flat, built, conv and built.prompts is None, is_test, source.pages.release
+        )
         built.parts.clear()  # the config's table has its values
         release_arrow_memory()
-        source.pages.release()  # the input's pages its texts were copied from
         yield name, dd
         del dd  # before the next config is built (the caller has dropped it)
         release_arrow_memory()
@@ -492,7 +505,7 @@ def curate(
     release_arrow_memory()
     stats = {}
     for name, built in builts.items():
-        stats[name] = _statistics(built, prompt_ids)
+        stats[name] = _statistics(built, prompt_ids, len(hashes))
         release_arrow_memory()
     names = [name for name, built in builts.items() if built.rows]
     if not names:

@@ -1,7 +1,7 @@
 """The input of :func:`hfpref.curate.curate`: scored rows, their columns checked, read and checked in
 chunks of ``CHUNK_ROWS`` rows (row numbers in messages are 0-based, as ``ds[i]``).
 
-Only one chunk is ever held as Python objects. What the configs need from every row stays in Arrow
+Only one chunk is ever held as Python objects. What the configs need from every row stays in bytes
 (a digest of each row's prompt key) or in totals (statistics, token usage, model counts); the texts of the
 completions are never copied out of the input table: configs refer to them by flat index.
 """
@@ -187,7 +187,7 @@ class ScoredInput:
         self.usage = Usage() if usage and "generation" in names else None  # False: given by the caller
         self.model_counts: Counter[str] = Counter()
         self.seed = seed
-        self._ids: list[pa.Array] = []  # each row's prompt as a 16-byte digest of its key, per chunk
+        self._ids = bytearray()  # each row's prompt as a 16-byte digest of its key
         self._ranks = array("Q")  # each row's prompt's split_hash
         # the plain text of message-list prompts, when a config writes them as strings
         self._texts: list[pa.Array] | None = [] if self.conversational and style != "conversational" else None
@@ -242,9 +242,7 @@ class ScoredInput:
         self.model_counts.update(m for row in models or [] for m in row or [] if m)
         if self.usage is not None:
             self.usage.add(col("generation"))  # type: ignore[arg-type]
-        self._ids.append(
-            pa.array([hashlib.blake2b(k.encode(), digest_size=16).digest() for k in keys], pa.binary(16))
-        )
+        self._ids += b"".join(hashlib.blake2b(k.encode(), digest_size=16).digest() for k in keys)
         self._ranks.extend(split_hash(self.seed, k) for k in keys)
         if self._texts is not None:
             self._texts.append(pa.array(texts, pa.string()))
@@ -257,14 +255,17 @@ class ScoredInput:
         counts["tied_rows"] += sum(1 for row in candidates if len(row) >= 2 and row[0].score == row[-1].score)
         return Chunk(start, texts, candidates, scored, steps if step_scores is not None else None), flat
 
-    def prompt_ids(self) -> tuple[np.ndarray, pa.Array]:
+    def prompt_ids(self) -> tuple[np.ndarray, np.ndarray]:
         """(the :func:`~hfpref.folder.split_hash` of each distinct prompt, in order of first appearance;
         each row's index into them), after :meth:`read`. Prompts are told apart by a 16-byte digest of
-        their key, so the keys are never all held."""
-        encoded = pa.concat_arrays(self._ids).dictionary_encode()
-        hashes = np.empty(len(encoded.dictionary), dtype=np.uint64)
-        hashes[encoded.indices.to_numpy()] = np.frombuffer(self._ranks, dtype=np.uint64)
-        return hashes, encoded.indices
+        their key, so the keys are never all held; numpy's sort-based ``unique`` needs a few bytes per
+        row where a hash table would need tens."""
+        digests = np.frombuffer(self._ids, dtype=[("high", "<u8"), ("low", "<u8")])
+        _, first, ids = np.unique(digests, return_index=True, return_inverse=True)
+        order = np.argsort(first)  # the distinct prompts in order of first appearance
+        number = np.empty_like(order)
+        number[order] = np.arange(len(order))
+        return np.frombuffer(self._ranks, dtype=np.uint64)[first[order]], number[ids]
 
     def texts(self) -> pa.Array | pa.ChunkedArray:
         """The prompt of each row as plain text (after :meth:`read`)."""

@@ -23,6 +23,7 @@ from datasets import Dataset
 from hfpref import pipeline, scored
 from hfpref.curate import curate
 from hfpref.errors import InputError
+from hfpref.folder import prompt_key, split_hash
 from hfpref.generate import Generator
 from hfpref.io import arrow_pages
 from hfpref.judge import judge_statistics
@@ -111,6 +112,23 @@ def test_a_bad_row_in_a_later_chunk_is_named_by_its_row(monkeypatch: pytest.Monk
     # every row is checked before a missing column of the formats is reported, as in one chunk
     with pytest.raises(InputError, match=r"^row 9: scores\[1\] = 1.5"):
         curate(rows, formats="step_dpo")
+
+
+@pytest.mark.parametrize("conversational", [False, True])
+def test_prompts_are_numbered_in_order_of_first_appearance(
+    monkeypatch: pytest.MonkeyPatch, conversational: bool
+) -> None:
+    monkeypatch.setattr(scored, "CHUNK_ROWS", 7)
+    rows = scored_rows(200, conversational)
+    source = scored.ScoredInput(Dataset.from_list(rows), "standard", seed=5)
+    for _ in source.read():
+        pass
+    hashes, ids = source.prompt_ids()
+    keys = [prompt_key(r["prompt"]) for r in rows]
+    number = {key: n for n, key in enumerate(dict.fromkeys(keys))}
+    assert len(number) < len(rows) // 2  # prompts repeat
+    assert ids.tolist() == [number[key] for key in keys]
+    assert hashes.tolist() == [split_hash(5, key) for key in number]
 
 
 # --- the stages' map: gate, grouped batches ---------------------------------------------------------------
