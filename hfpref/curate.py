@@ -42,7 +42,7 @@ import pyarrow.compute as pc
 
 from hfpref.config import CurateConfig
 from hfpref.errors import ConfigError, InputError
-from hfpref.folder import FolderWriter, folder_configs, in_test_split, read_shards
+from hfpref.folder import SLICE_ROWS, FolderWriter, folder_configs, in_test_split, read_shards
 from hfpref.scored import STEP_SEPARATOR, Candidate, Chunk, ScoredInput, Steps, mean
 
 if TYPE_CHECKING:
@@ -88,10 +88,12 @@ class _Built:
         self.rows += len(self.src)
         self.src, self.values = [], []
 
-    def column(self, name: str) -> pa.Array:
+    def chunked(self, name: str) -> pa.ChunkedArray:
         kind = pa.int64() if name == "src" else pa.string() if name == "prompt" else self._type(name)
-        chunks = [chunk for part in self.parts for chunk in part.column(name).chunks]
-        return pa.chunked_array(chunks, kind).combine_chunks()
+        return pa.chunked_array([chunk for part in self.parts for chunk in part.column(name).chunks], kind)
+
+    def column(self, name: str) -> pa.Array:
+        return self.chunked(name).combine_chunks()
 
     def values_of(self, name: str) -> Iterator[Any]:
         """The Python values of a column, in row order, one part at a time."""
@@ -291,10 +293,29 @@ TYPES = {
 FLAT_TEXT = {"chosen", "rejected", "completion", "completions"}  # columns holding flat completion indices
 
 
+def _take(values: pa.Array | pa.ChunkedArray, indices: pa.Array) -> pa.Array:
+    """``values.take(indices)`` as one array, without joining the chunks of ``values`` (Arrow's take
+    joins them all first, a copy of the whole column): each chunk gives its rows, then they are put
+    back in the order of ``indices``."""
+    if isinstance(values, pa.Array):
+        return values.take(indices)
+    positions = indices.to_numpy().astype(np.int64)
+    starts = np.cumsum([0, *(len(chunk) for chunk in values.chunks)])
+    which = np.searchsorted(starts, positions, side="right") - 1  # the chunk of each position
+    by_chunk = np.argsort(which, kind="stable")
+    groups = np.split(by_chunk, np.flatnonzero(np.diff(which[by_chunk])) + 1) if len(by_chunk) else []
+    pieces = [
+        values.chunk(int(which[g[0]])).take(pa.array(positions[g] - starts[which[g[0]]])) for g in groups
+    ]
+    gathered = pa.concat_arrays(pieces) if pieces else pa.array([], values.type)
+    back = np.empty_like(by_chunk)
+    back[by_chunk] = np.arange(len(by_chunk))
+    return gathered.take(pa.array(back))
+
+
 def _texts(flat: pa.ChunkedArray, indices: pa.Array, conv: bool) -> pa.Array:
     """Completions by flat index, as strings or as one-message assistant lists."""
-    taken = flat.take(indices)
-    texts = (taken.chunk(0) if taken.num_chunks == 1 else taken.combine_chunks()).cast(pa.string())
+    texts = _take(flat, indices).cast(pa.string())
     if not conv:
         return texts
     messages = pa.StructArray.from_arrays(
@@ -325,42 +346,71 @@ def _column(flat: pa.ChunkedArray, built: _Built, name: str, values: pa.Array, c
     return pa.ListArray.from_arrays(offsets, _texts(flat, values.flatten(), conv))
 
 
-def _dataset_dict(
-    prompts: pa.Array | pa.ChunkedArray,
-    flat: pa.ChunkedArray,
-    built: _Built,
-    conv: bool,
-    is_test: pa.Array,
-    release: Callable[[], None],
-) -> DatasetDict:
-    """The train/test ``DatasetDict`` of one config (test holds the rows of test prompts; empty splits
-    are left out). Rows are ordered train first, so each split is a zero-copy slice. ``prompts`` and
-    ``flat``: each input row's prompt (as written) and every completion, where the rows take theirs."""
-    from datasets import Dataset, DatasetDict
-    from datasets.fingerprint import generate_random_fingerprint
-    from datasets.table import InMemoryTable
+class _Rows:
+    """One config's output rows, ordered train first so that each split is one run of rows, built
+    ``SLICE_ROWS`` at a time: values from the config's parts, texts from the input (``prompts``: each
+    input row's prompt as written; ``flat``: every completion). ``release`` gives back the input's
+    pages after each column."""
 
-    src = built.column("src")
-    test = is_test.take(src)
-    train_rows = pc.indices_nonzero(pc.invert(test))
-    order = pa.concat_arrays([train_rows, pc.indices_nonzero(test)])
-    src = src.take(order)
-    explicit = built.prompts is not None
-    arrays = {"prompt": _as_built(built.column("prompt").take(order)) if explicit else prompts.take(src)}
-    release()
-    for name in COLUMN_ORDER[built.name][1:]:
-        arrays[name] = _column(flat, built, name, built.column(name).take(order), conv)
-        release()
-    table = pa.table(arrays)
-    parts = {"train": table.slice(0, len(train_rows)), "test": table.slice(len(train_rows))}
-    # A random fingerprint: hashing the whole table (datasets' default) costs more than building it.
-    return DatasetDict(
-        {
-            split: Dataset(InMemoryTable(part), fingerprint=generate_random_fingerprint())
-            for split, part in parts.items()
-            if part.num_rows
+    def __init__(
+        self,
+        built: _Built,
+        prompts: pa.Array | pa.ChunkedArray,
+        flat: pa.ChunkedArray,
+        conv: bool,
+        is_test: pa.Array,
+        release: Callable[[], None],
+    ) -> None:
+        src = built.column("src")
+        test = is_test.take(src)
+        train = pc.indices_nonzero(pc.invert(test))
+        self.order = pa.concat_arrays([train, pc.indices_nonzero(test)])  # each output row in the parts
+        self.src = src.take(self.order)  # and in the input
+        bounds = {"train": (0, len(train)), "test": (len(train), len(self.order))}
+        self.splits = {split: (a, b) for split, (a, b) in bounds.items() if b > a}  # empty ones left out
+        self.built, self.prompts, self.flat, self.conv, self.release = built, prompts, flat, conv, release
+
+    def table(self, start: int, stop: int) -> pa.Table:
+        """Output rows ``start`` to ``stop``."""
+        built = self.built
+        order, src = self.order.slice(start, stop - start), self.src.slice(start, stop - start)
+        explicit = built.prompts is not None
+        arrays = {
+            "prompt": _as_built(_take(built.chunked("prompt"), order))
+            if explicit
+            else _take(self.prompts, src)
         }
-    )
+        self.release()
+        for name in COLUMN_ORDER[built.name][1:]:
+            arrays[name] = _column(self.flat, built, name, _take(built.chunked(name), order), self.conv)
+            self.release()
+        return pa.table(arrays)
+
+    def slices(self, split: str) -> Iterator[pa.Table]:
+        start, stop = self.splits[split]
+        for a in range(start, stop, SLICE_ROWS):
+            yield self.table(a, min(a + SLICE_ROWS, stop))
+            release_arrow_memory()  # the slice and what writing it freed
+
+    def num_rows(self) -> dict[str, int]:
+        return {split: b - a for split, (a, b) in self.splits.items()}
+
+    def dataset_dict(self) -> DatasetDict:
+        """The whole config as a train/test ``DatasetDict`` (each split a zero-copy slice of one table)."""
+        from datasets import Dataset, DatasetDict
+        from datasets.fingerprint import generate_random_fingerprint
+        from datasets.table import InMemoryTable
+
+        table = self.table(0, len(self.order))
+        # A random fingerprint: hashing the whole table (datasets' default) costs more than building it.
+        return DatasetDict(
+            {
+                split: Dataset(
+                    InMemoryTable(table.slice(a, b - a)), fingerprint=generate_random_fingerprint()
+                )
+                for split, (a, b) in self.splits.items()
+            }
+        )
 
 
 def _statistics(built: _Built, prompt_ids: np.ndarray, prompts: int) -> dict[str, Any]:
@@ -382,10 +432,9 @@ def _configs(
     cfg: CurateConfig,
     hashes: np.ndarray,
     prompt_ids: np.ndarray,
-) -> Iterator[tuple[str, DatasetDict]]:
-    """Each config with rows as its ``DatasetDict``, one at a time, once every chunk is in: a config's
-    parts go once its table is built, and its table before the next is built, so a caller that writes
-    each config and drops it holds one table at a time."""
+) -> Iterator[tuple[str, _Rows]]:
+    """Each config with rows, one at a time, once every chunk is in; a config's parts go once the
+    caller is done with it (and has dropped what it built), before the next."""
     is_test = in_test_split(hashes, cfg.test_size).take(pa.array(prompt_ids))
     release_arrow_memory()
     conv = source.conversational and cfg.style == "conversational"
@@ -398,13 +447,8 @@ def _configs(
     for name, built in builts.items():
         if not built.rows:
             continue
-        dd = _dataset_dict(
-            prompts, flat, built, conv and built.prompts is None, is_test, source.pages.release
-        )
-        built.parts.clear()  # the config's table has its values
-        release_arrow_memory()
-        yield name, dd
-        del dd  # before the next config is built (the caller has dropped it)
+        yield name, _Rows(built, prompts, flat, conv and built.prompts is None, is_test, source.pages.release)
+        built.parts.clear()
         release_arrow_memory()
 
 
@@ -525,12 +569,14 @@ def curate(
     writer = FolderWriter(folder, names) if folder is not None else None
     configs: dict[str, DatasetDict | None] = {}
     num_rows: dict[str, dict[str, int]] = {}
-    for name, dd in _configs(source, builts, cfg, hashes, prompt_ids):
-        num_rows[name] = dd.num_rows
-        if writer is not None:
-            writer.add(name, dd)  # and dropped: it is read back from the folder when looked up
-        configs[name] = None if writer is not None else dd
-        del dd
+    for name, rows in _configs(source, builts, cfg, hashes, prompt_ids):
+        num_rows[name] = rows.num_rows()
+        if writer is not None:  # slice by slice; a config is read back from the folder when looked up
+            writer.add(name, {split: rows.slices(split) for split in rows.splits})
+            configs[name] = None
+        else:
+            configs[name] = rows.dataset_dict()
+        del rows
     if writer is not None:
         writer.finish(provenance=prov, license=license, repo_id=repo_id, tags=["synthetic"])
     return Curated(configs, stats, prov, num_rows, writer.folder if writer is not None else None)

@@ -12,7 +12,6 @@ import math
 import os
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -25,13 +24,15 @@ from hfpref.card import check_license, render_card
 from hfpref.errors import InputError, redact
 
 if TYPE_CHECKING:
-    from datasets import DatasetDict
+    from datasets import Dataset, DatasetDict
 
 PROVENANCE_FILE = "hfpref.json"
 CARD_FILE = "README.md"
 CONFIG_NAME = re.compile(r"^[A-Za-z0-9][\w-]*$")
 SPLIT_NAME = re.compile(r"^\w+$")
 SHARD_FILE = re.compile(r"^\w+-\d{5}-of-\d{5}\.parquet$")
+PARTIAL_FILE = re.compile(r"^\.\w+-\d+\.parquet\.partial$")  # a shard still being written
+SLICE_ROWS = 8192  # rows written at a time, each slice a parquet row group
 SECRET_KEYS = {"api_key", "token", "hf_token", "authorization", "password", "secret"}
 
 
@@ -93,7 +94,7 @@ def _clear_old_shards(folder: Path, names: set[str]) -> None:
         if not directory.is_dir():
             continue
         for path in directory.iterdir():
-            if path.is_file() and SHARD_FILE.match(path.name):
+            if path.is_file() and (SHARD_FILE.match(path.name) or PARTIAL_FILE.match(path.name)):
                 path.unlink()
         if not any(directory.iterdir()):
             directory.rmdir()
@@ -137,24 +138,49 @@ def _write_provenance(folder: Path, prov: Mapping[str, Any]) -> None:
     os.replace(tmp, folder / PROVENANCE_FILE)
 
 
-@contextmanager
-def _quiet() -> Iterator[None]:
-    """No datasets progress bar for each shard written (the caller reports what it wrote)."""
-    import datasets
-
-    was_disabled = datasets.are_progress_bars_disabled()
-    datasets.disable_progress_bars()
-    try:
-        yield
-    finally:
-        if not was_disabled:
-            datasets.enable_progress_bars()
+def _slice_rows(ds: Dataset, limit: int) -> int:
+    """Rows per written slice of ``ds``: ``SLICE_ROWS``, fewer when that would pass ``limit`` bytes
+    (Arrow size), so that its shards stay near ``max_shard_size``."""
+    nbytes = ds.data.nbytes * len(ds) // max(1, ds.data.num_rows)  # the rows of ds, not its whole table
+    return max(1, min(SLICE_ROWS, limit * len(ds) // max(1, nbytes)))
 
 
-def _num_shards(nbytes: int, max_shard_size: int | str) -> int:
-    from datasets.utils.py_utils import convert_file_size_to_int
+def _slices(ds: Dataset, rows: int) -> Iterator[pa.Table]:
+    """``ds`` as Arrow tables of ``rows`` rows (at least one table, for the schema of an empty split)."""
+    arrow = ds.with_format("arrow")
+    for start in range(0, max(1, len(ds)), rows):
+        yield arrow[start : start + rows]
 
-    return max(1, math.ceil(nbytes / convert_file_size_to_int(max_shard_size)))
+
+def _write_split(
+    directory: Path, split: str, tables: Iterable[pa.Table], limit: int
+) -> tuple[list[Path], int]:
+    """Write ``tables`` in order, each a row group, into shards of ``split``: a new shard once one holds
+    ``limit`` bytes (Arrow size). Shards are written under ``.partial`` names, then given their
+    ``SPLIT-0000i-of-0000N.parquet`` names; returns them and the rows written."""
+    from datasets import Features
+    from datasets.arrow_writer import ParquetWriter
+
+    partial: list[Path] = []
+    writer: ParquetWriter | None = None
+    size = rows = 0
+    for table in tables:
+        if writer is None or size >= limit:
+            if writer is not None:
+                writer.finalize()
+            partial.append(directory / f".{split}-{len(partial)}.parquet.partial")
+            writer = ParquetWriter(path=str(partial[-1]), features=Features.from_arrow_schema(table.schema))
+            size = 0
+        writer.write_table(table, writer_batch_size=max(1, table.num_rows))
+        size += table.nbytes
+        rows += table.num_rows
+    if writer is None:
+        raise InputError(f"{directory.name}/{split}: nothing to write")
+    writer.finalize()
+    shards = [directory / f"{split}-{i:05d}-of-{len(partial):05d}.parquet" for i in range(len(partial))]
+    for old, new in zip(partial, shards, strict=True):
+        os.replace(old, new)
+    return shards, rows
 
 
 def _check_names(names: Iterable[str]) -> None:
@@ -163,10 +189,10 @@ def _check_names(names: Iterable[str]) -> None:
             raise InputError(f"config name {name!r}: use letters, digits, '_' and '-'")
 
 
-def _check_splits(name: str, dd: DatasetDict) -> None:
-    bad = [s for s in dd if not SPLIT_NAME.match(s)]
-    if bad or not dd:
-        raise InputError(f"config {name}: split names must be letters, digits or '_', got {list(dd)}")
+def _check_splits(name: str, splits: Iterable[str]) -> None:
+    names = list(splits)
+    if not names or any(not SPLIT_NAME.match(s) for s in names):
+        raise InputError(f"config {name}: split names must be letters, digits or '_', got {names}")
 
 
 class FolderWriter:
@@ -184,24 +210,30 @@ class FolderWriter:
         self.written: dict[str, dict[str, Any]] = {}  # config -> splits, columns, sha256
         _prepare(self.folder, set(names))
 
-    def add(self, name: str, dd: DatasetDict) -> None:
-        """Write config ``name``'s splits as ``CONFIG/SPLIT-0000i-of-0000N.parquet`` shards."""
-        _check_splits(name, dd)
-        (self.folder / name).mkdir(exist_ok=True)
+    def add(self, name: str, splits: Mapping[str, Iterable[pa.Table]]) -> None:
+        """Write config ``name``: each split's tables in order, each table a row group, as
+        ``CONFIG/SPLIT-0000i-of-0000N.parquet`` shards (a new shard once one holds ``max_shard_size``
+        of Arrow data). Tables are read one at a time: a caller that builds them as they are asked for
+        never holds the whole config."""
+        import pyarrow.parquet as pq
+        from datasets.utils.py_utils import convert_file_size_to_int
+
+        _check_splits(name, splits)
+        directory = self.folder / name
+        directory.mkdir(exist_ok=True)
+        limit = convert_file_size_to_int(self.max_shard_size)
         digest = hashlib.sha256()
-        for split, ds in dd.items():
-            n = _num_shards(ds.data.nbytes, self.max_shard_size)
-            for index in range(n):
-                path = self.folder / name / f"{split}-{index:05d}-of-{n:05d}.parquet"
-                with _quiet():
-                    ds.shard(num_shards=n, index=index, contiguous=True).to_parquet(str(path))
+        rows: dict[str, int] = {}
+        for split, tables in splits.items():
+            shards, rows[split] = _write_split(directory, split, tables, limit)
+            for path in shards:
                 with path.open("rb") as fh:
                     digest.update(path.name.encode())
                     for block in iter(lambda: fh.read(1 << 20), b""):
                         digest.update(block)
         self.written[name] = {
-            "splits": {split: ds.num_rows for split, ds in dd.items()},
-            "columns": next(iter(dd.values())).column_names,
+            "splits": rows,
+            "columns": pq.read_schema(shards[0]).names,
             "sha256": digest.hexdigest(),
         }
 
@@ -264,9 +296,12 @@ def write_folder(
         _check_splits(name, dd)
     if default_config is not None and default_config not in configs:
         raise InputError(f"default_config {default_config!r} is not one of the configs {list(configs)}")
+    from datasets.utils.py_utils import convert_file_size_to_int
+
     writer = FolderWriter(folder, list(configs), max_shard_size)
+    limit = convert_file_size_to_int(max_shard_size)
     for name, dd in configs.items():
-        writer.add(name, dd)
+        writer.add(name, {split: _slices(ds, _slice_rows(ds, limit)) for split, ds in dd.items()})
     return writer.finish(
         provenance=provenance,
         license=license,

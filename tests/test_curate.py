@@ -11,6 +11,7 @@ from typing import Any
 import orjson
 import pytest
 from datasets import Dataset, load_dataset
+from datasets.arrow_writer import ParquetWriter
 
 from hfpref.cli import main
 from hfpref.config import CurateConfig
@@ -312,15 +313,17 @@ def test_an_interrupted_rewrite_leaves_no_card_and_can_be_redone(
     write_folder(tmp_path / "out", configs, provenance={})
     assert (tmp_path / "out" / "README.md").is_file()
 
-    def killed(self: Dataset, path: str) -> None:
-        raise KeyboardInterrupt  # the process stops while the shards are being rewritten
+    def killed(self: ParquetWriter, *args: Any, **kwargs: Any) -> None:
+        raise KeyboardInterrupt  # the process stops while a shard is being written
 
     with monkeypatch.context() as patch:
-        patch.setattr(Dataset, "to_parquet", killed)
+        patch.setattr(ParquetWriter, "finalize", killed)
         with pytest.raises(KeyboardInterrupt):
             write_folder(tmp_path / "out", configs, provenance={})
     assert not (tmp_path / "out" / "README.md").exists()  # no card: it neither loads nor looks complete
+    assert [p.name for p in (tmp_path / "out" / "kto").iterdir()] == [".train-0.parquet.partial"]
     write_folder(tmp_path / "out", configs, provenance={})  # still recognised as hfpref's: rewritten
+    assert sorted(p.name for p in (tmp_path / "out" / "kto").iterdir()) == ["train-00000-of-00001.parquet"]
     assert (
         load_dataset(str(tmp_path / "out"), "kto", split="train").num_rows == configs["kto"]["train"].num_rows
     )

@@ -10,6 +10,8 @@ still named by its row in the input. The reports read result columns in batches,
 from __future__ import annotations
 
 import asyncio
+import importlib
+import math
 import random
 import time
 from pathlib import Path
@@ -17,13 +19,15 @@ from typing import Any
 
 import datasets
 import orjson
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from datasets import Dataset
 
 from hfpref import pipeline, scored
 from hfpref.curate import curate
 from hfpref.errors import InputError
-from hfpref.folder import prompt_key, split_hash
+from hfpref.folder import FolderWriter, prompt_key, split_hash
 from hfpref.generate import Generator
 from hfpref.io import arrow_pages
 from hfpref.judge import judge_statistics
@@ -99,6 +103,43 @@ def test_curate_in_chunks_gives_the_one_chunk_result(
         assert orjson.dumps(chunked.statistics) == orjson.dumps(whole.statistics)
         assert orjson.dumps(chunked.provenance) == orjson.dumps(whole.provenance)
         assert files(tmp_path / f"by-{chunk_rows}" / "prefs") == files(tmp_path / "whole" / "prefs")
+
+
+@pytest.mark.parametrize("conversational", [False, True])
+def test_configs_written_slice_by_slice_read_back_as_built_in_memory(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, conversational: bool
+) -> None:
+    monkeypatch.setattr(importlib.import_module("hfpref.curate"), "SLICE_ROWS", 7)
+    data = Dataset.from_list(scored_rows(90, conversational))
+    options = {"formats": "dpo,sft,kto,grpo,step_dpo,stepwise", "test_size": 0.3, "strategy": "all_pairs"}
+    in_memory = curate(data, **options)
+    written = curate(data, tmp_path / "prefs", **options)
+    assert written.num_rows == {name: dd.num_rows for name, dd in in_memory.items()}
+    for name, splits in in_memory.items():
+        for split, ds in splits.items():
+            assert written[name][split].data.table.equals(ds.data.table), (name, split)
+            shard = next((tmp_path / "prefs" / name).glob(f"{split}-*.parquet"))
+            assert pq.read_metadata(shard).num_row_groups == math.ceil(ds.num_rows / 7)  # one per slice
+
+
+def test_a_config_of_one_slice_is_written_as_datasets_writes_it(tmp_path: Path) -> None:
+    configs = curate(Dataset.from_list(scored_rows(90, True)), tmp_path / "prefs", formats="dpo,grpo")
+    for name, splits in configs.items():
+        for split, ds in splits.items():
+            ds.to_parquet(str(tmp_path / "plain.parquet"))
+            (shard,) = (tmp_path / "prefs" / name).glob(f"{split}-*.parquet")
+            assert shard.read_bytes() == (tmp_path / "plain.parquet").read_bytes(), (name, split)
+
+
+def test_shards_fill_to_the_size_limit_then_roll_over(tmp_path: Path) -> None:
+    tables = [pa.table({"x": list(range(k, k + 100))}) for k in range(0, 1000, 100)]  # 800 bytes each
+    writer = FolderWriter(tmp_path / "out", ["n"], max_shard_size=2000)
+    writer.add("n", {"train": iter(tables)})
+    shards = sorted((tmp_path / "out" / "n").iterdir())
+    assert [p.name for p in shards] == [f"train-0000{i}-of-00004.parquet" for i in range(4)]  # 3+3+3+1
+    assert [pq.read_metadata(p).num_rows for p in shards] == [300, 300, 300, 100]
+    assert pq.read_table(shards).column("x").to_pylist() == list(range(1000))
+    assert writer.written["n"]["splits"] == {"train": 1000}
 
 
 def test_a_bad_row_in_a_later_chunk_is_named_by_its_row(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -107,24 +107,27 @@ def test_a_folder_write_killed_midway_is_replaced_by_the_rerun(
 ) -> None:
     """What ``hfpref run`` killed while curate writes its folder leaves, then its rerun."""
     from datasets import Dataset, DatasetDict
+    from datasets.arrow_writer import ParquetWriter
 
     from hfpref.folder import write_folder
 
     rows = Dataset.from_dict({"prompt": ["a", "b"], "completion": ["x", "y"], "score": [0.1, 0.9]})
     configs = {name: DatasetDict({"train": rows, "test": rows}) for name in ("sft", "grpo")}
-    real_to_parquet = Dataset.to_parquet
-    written: list[str] = []
+    real_finalize = ParquetWriter.finalize
+    finalized: list[object] = []
 
-    def killed_at_the_second_shard(self: Dataset, path: str, *args: object, **kwargs: object) -> int:
-        if written:
-            Path(path).write_bytes(b"PAR1, half a shard")
-            raise KeyboardInterrupt  # where the process died: nothing after this point runs
-        written.append(path)
-        return real_to_parquet(self, path, *args, **kwargs)
+    def killed_at_the_second_shard(self: ParquetWriter, *args: object, **kwargs: object) -> object:
+        if finalized:
+            raise KeyboardInterrupt  # where the process died: the second shard is half written
+        finalized.append(self)
+        return real_finalize(self, *args, **kwargs)
 
-    monkeypatch.setattr(Dataset, "to_parquet", killed_at_the_second_shard)
+    monkeypatch.setattr(ParquetWriter, "finalize", killed_at_the_second_shard)
     with pytest.raises(KeyboardInterrupt):
         write_folder(tmp_path / "rerun" / "prefs", configs)
+    assert [p.name for p in (tmp_path / "rerun" / "prefs" / "sft").iterdir() if p.name.startswith(".")] == [
+        ".test-0.parquet.partial"
+    ]
     monkeypatch.undo()
     write_folder(tmp_path / "rerun" / "prefs", configs)
     write_folder(tmp_path / "clean" / "prefs", configs)
