@@ -467,9 +467,9 @@ class Curated(Mapping[str, "DatasetDict"]):
     including the rows left out and why), ``provenance`` (what ``hfpref.json`` records) and
     ``num_rows`` (config → split → rows).
 
-    When :func:`curate` wrote a folder, a config's tables went once written, and the config is read
-    back from its parquet shards the first time it is looked up: a large run never holds every config
-    at once, and what is returned is what was written.
+    When :func:`curate` wrote a folder, each config was built and written slice by slice, and it is read
+    back from its parquet shards the first time it is looked up: a large run never holds a whole
+    config, and what is returned is what was written.
     """
 
     def __init__(

@@ -1,7 +1,8 @@
 """The dataset folder, which is the Hub repo: ``CONFIG/SPLIT-0000i-of-0000N.parquet``, ``README.md``, ``hfpref.json``.
 
-:func:`write_folder` is the one writer: ``hfpref curate`` and every ``builder_scripts/`` importer call it
-with their own configs and provenance. :func:`folder_configs` and :func:`read_provenance` read a folder
+:class:`FolderWriter` is the one writer: ``hfpref curate`` streams each config into it slice by slice,
+and every ``builder_scripts/`` importer calls :func:`write_folder` (a wrapper over it) with its own
+configs and provenance. :func:`folder_configs` and :func:`read_provenance` read a folder
 back (export, validate, push).
 """
 
@@ -154,23 +155,24 @@ def _slices(ds: Dataset, rows: int) -> Iterator[pa.Table]:
 
 def _write_split(
     directory: Path, split: str, tables: Iterable[pa.Table], limit: int
-) -> tuple[list[Path], int]:
+) -> tuple[list[Path], int, list[str]]:
     """Write ``tables`` in order, each a row group, into shards of ``split``: a new shard once one holds
     ``limit`` bytes (Arrow size). Shards are written under ``.partial`` names, then given their
-    ``SPLIT-0000i-of-0000N.parquet`` names; returns them and the rows written."""
+    ``SPLIT-0000i-of-0000N.parquet`` names; returns them, the rows written and the columns."""
     from datasets import Features
     from datasets.arrow_writer import ParquetWriter
 
     partial: list[Path] = []
     writer: ParquetWriter | None = None
     size = rows = 0
+    columns: list[str] = []
     for table in tables:
         if writer is None or size >= limit:
             if writer is not None:
                 writer.finalize()
             partial.append(directory / f".{split}-{len(partial)}.parquet.partial")
             writer = ParquetWriter(path=str(partial[-1]), features=Features.from_arrow_schema(table.schema))
-            size = 0
+            size, columns = 0, table.column_names
         writer.write_table(table, writer_batch_size=max(1, table.num_rows))
         size += table.nbytes
         rows += table.num_rows
@@ -180,7 +182,7 @@ def _write_split(
     shards = [directory / f"{split}-{i:05d}-of-{len(partial):05d}.parquet" for i in range(len(partial))]
     for old, new in zip(partial, shards, strict=True):
         os.replace(old, new)
-    return shards, rows
+    return shards, rows, columns
 
 
 def _check_names(names: Iterable[str]) -> None:
@@ -204,9 +206,11 @@ class FolderWriter:
     """
 
     def __init__(self, folder: str | Path, names: Sequence[str], max_shard_size: int | str = "500MB") -> None:
+        from datasets.utils.py_utils import convert_file_size_to_int
+
         _check_names(names)
         self.folder = Path(folder)
-        self.max_shard_size = max_shard_size
+        self.limit = convert_file_size_to_int(max_shard_size)  # bytes of Arrow data per shard
         self.written: dict[str, dict[str, Any]] = {}  # config -> splits, columns, sha256
         _prepare(self.folder, set(names))
 
@@ -215,17 +219,13 @@ class FolderWriter:
         ``CONFIG/SPLIT-0000i-of-0000N.parquet`` shards (a new shard once one holds ``max_shard_size``
         of Arrow data). Tables are read one at a time: a caller that builds them as they are asked for
         never holds the whole config."""
-        import pyarrow.parquet as pq
-        from datasets.utils.py_utils import convert_file_size_to_int
-
         _check_splits(name, splits)
         directory = self.folder / name
         directory.mkdir(exist_ok=True)
-        limit = convert_file_size_to_int(self.max_shard_size)
         digest = hashlib.sha256()
         rows: dict[str, int] = {}
         for split, tables in splits.items():
-            shards, rows[split] = _write_split(directory, split, tables, limit)
+            shards, rows[split], columns = _write_split(directory, split, tables, self.limit)
             for path in shards:
                 with path.open("rb") as fh:
                     digest.update(path.name.encode())
@@ -233,7 +233,7 @@ class FolderWriter:
                         digest.update(block)
         self.written[name] = {
             "splits": rows,
-            "columns": pq.read_schema(shards[0]).names,
+            "columns": columns,
             "sha256": digest.hexdigest(),
         }
 
@@ -281,8 +281,9 @@ def write_folder(
 ) -> Path:
     """Write ``configs`` (config name → ``DatasetDict`` of splits) as a Hub dataset folder and return its path.
 
-    Each split becomes ``CONFIG/SPLIT-0000i-of-0000N.parquet`` shards of at most ``max_shard_size``
-    (in-memory Arrow size, as ``datasets.push_to_hub`` estimates it). ``provenance`` (models, prompts,
+    Each split becomes ``CONFIG/SPLIT-0000i-of-0000N.parquet`` shards of about ``max_shard_size``
+    (in-memory Arrow size, as ``datasets.push_to_hub`` estimates it), in row groups of up to
+    ``SLICE_ROWS`` rows. ``provenance`` (models, prompts,
     parameters, statistics: see :func:`hfpref.card.render_card`) is written, without secrets, to
     ``hfpref.json``; the card ``README.md`` is rendered from it. ``license`` None writes ``other`` and
     claims no rights. ``default_config`` defaults to ``dpo`` when written, else the first config.
@@ -296,12 +297,9 @@ def write_folder(
         _check_splits(name, dd)
     if default_config is not None and default_config not in configs:
         raise InputError(f"default_config {default_config!r} is not one of the configs {list(configs)}")
-    from datasets.utils.py_utils import convert_file_size_to_int
-
     writer = FolderWriter(folder, list(configs), max_shard_size)
-    limit = convert_file_size_to_int(max_shard_size)
     for name, dd in configs.items():
-        writer.add(name, {split: _slices(ds, _slice_rows(ds, limit)) for split, ds in dd.items()})
+        writer.add(name, {split: _slices(ds, _slice_rows(ds, writer.limit)) for split, ds in dd.items()})
     return writer.finish(
         provenance=provenance,
         license=license,
