@@ -43,6 +43,7 @@ import pyarrow.compute as pc
 from hfpref.config import CurateConfig
 from hfpref.errors import ConfigError, InputError
 from hfpref.folder import SLICE_ROWS, FolderWriter, folder_configs, in_test_split, read_shards
+from hfpref.io import release_arrow_memory
 from hfpref.scored import STEP_SEPARATOR, Candidate, Chunk, ScoredInput, Steps, mean
 
 if TYPE_CHECKING:
@@ -99,12 +100,6 @@ class _Built:
         """The Python values of a column, in row order, one part at a time."""
         for part in self.parts:
             yield from part.column(name).to_pylist()
-
-
-def release_arrow_memory() -> None:
-    """Give the OS back the Arrow memory freed so far: the default pool (mimalloc) keeps it for reuse,
-    and the copies made on the way to each config would otherwise pile up in the peak RSS."""
-    pa.default_memory_pool().release_unused()
 
 
 def _pairs(cands: list[Candidate], cfg: CurateConfig) -> tuple[list[tuple[Candidate, Candidate]], str]:

@@ -149,6 +149,15 @@ class ArrowPages:
             self._pages.madvise(mmap.MADV_DONTNEED)
 
 
+def release_arrow_memory() -> None:
+    """Give the OS back the Arrow memory freed so far: the default pool (mimalloc) keeps freed pages
+    for a while, and the copies made on the way through a stage or a config would pile up in the
+    peak RSS."""
+    import pyarrow as pa
+
+    pa.default_memory_pool().release_unused()
+
+
 def arrow_pages(ds: Dataset) -> ArrowPages:
     """``ds`` as :class:`ArrowPages`. A dataset read from one Arrow file (a ``map`` result, a loaded
     dataset) is mapped again by hfpref, zero-copy, with the changes ``datasets`` records on its table

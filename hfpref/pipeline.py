@@ -225,7 +225,7 @@ def _map_stage(
     """
     from datasets import config
 
-    from hfpref.curate import release_arrow_memory
+    from hfpref.io import release_arrow_memory
 
     per_map = math.ceil(len(ds) / ((config.MAX_NUM_RUNNING_ASYNC_MAP_FUNCTIONS_IN_PARALLEL - 1) * batch_size))
     if saved:
