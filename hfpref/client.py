@@ -26,6 +26,7 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_aft
 from tenacity.wait import wait_base, wait_random_exponential
 
 from hfpref.cache import Budget, RequestCache, request_key
+from hfpref.concurrency import gather_all
 from hfpref.config import ModelSpec, ProviderConfig, env_api_key
 from hfpref.errors import (
     BadRequestError,
@@ -263,9 +264,7 @@ class ChatClient:
         if len(batches) == 1:
             results = [await self._request(state, spec, messages, params, batches[0])]
         else:
-            results = await asyncio.gather(
-                *(self._request(state, spec, messages, params, b) for b in batches)
-            )
+            results = await gather_all(*(self._request(state, spec, messages, params, b) for b in batches))
         fresh: list[tuple[str, dict[str, Any]]] = []
         for batch, got in zip(batches, results, strict=True):
             for sample, record in zip(batch, got, strict=True):

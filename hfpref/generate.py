@@ -9,7 +9,6 @@ with (seed, prompt, j): the same prompt routes the same way in every run, batch 
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import hashlib
 import random
@@ -21,6 +20,7 @@ import orjson
 import pyarrow as pa
 
 from hfpref.client import ChatClient
+from hfpref.concurrency import gather_all, map_call
 from hfpref.config import (
     GenerateConfig,
     ModelSpec,
@@ -107,6 +107,7 @@ def _plan(
     return plans
 
 
+@map_call
 async def _generate(spec: GenerateSpec, batch: Mapping[str, Any], indices: Any = None) -> dict[str, Any]:
     cfg = spec.config
     column = prompt_column(batch.keys(), cfg.prompt_column)
@@ -141,7 +142,7 @@ async def _generate(spec: GenerateSpec, batch: Mapping[str, Any], indices: Any =
             if len(requests) == 1:
                 ((model, samples, keys),) = requests
                 return await client.complete(state, model, messages, params, samples, keys, found)
-            parts = await asyncio.gather(
+            parts = await gather_all(
                 *(
                     client.complete(state, m, messages, params, samples, keys, found)
                     for m, samples, keys in requests
@@ -167,7 +168,7 @@ async def _generate(spec: GenerateSpec, batch: Mapping[str, Any], indices: Any =
                     raise
                 admitted.done()
 
-        await asyncio.gather(*(worker() for _ in range(min(len(plans), cfg.concurrency))))
+        await gather_all(*(worker() for _ in range(min(len(plans), cfg.concurrency))))
 
     completions = [[r["text"] for r in rows] for rows in results]
     models_used = [[r["model"] for r in rows] for rows in results]

@@ -26,7 +26,6 @@ An answer that does not parse is asked again once, with a format reminder, befor
 
 from __future__ import annotations
 
-import asyncio
 import collections
 import dataclasses
 import itertools
@@ -38,6 +37,7 @@ from typing import Any
 import pyarrow as pa
 
 from hfpref import verdicts
+from hfpref.concurrency import gather_all, map_call
 from hfpref.config import JudgeConfig, ProviderConfig, default_config_path, default_models, load_config
 from hfpref.errors import BadRequestError, InputError
 from hfpref.stage import (
@@ -176,7 +176,7 @@ async def _pointwise(row: _Row, prompt: Any, completions: list[str | None]) -> d
         raw, text = await row.ask(model, content, lambda t: verdicts.parse_score(t, cfg.scale))
         return (None if raw is None else verdicts.normalise(raw, cfg.scale)), text
 
-    results = await asyncio.gather(*(one(m, c) for m in models for c in completions))
+    results = await gather_all(*(one(m, c) for m in models for c in completions))
     k = len(completions)
     per_judge = [[score for score, _ in results[j * k : (j + 1) * k]] for j in range(len(models))]
     texts = [
@@ -203,7 +203,7 @@ async def _stepwise(row: _Row, prompt: Any, completions: list[str | None]) -> di
         )
         return (None if raw is None else [verdicts.normalise(s, cfg.scale) for s in raw]), text
 
-    results = await asyncio.gather(*(one(m, c) for m in models for c in completions))
+    results = await gather_all(*(one(m, c) for m in models for c in completions))
     k = len(completions)
     step_scores: list[list[float]] = []
     scores: list[float | None] = []
@@ -250,7 +250,7 @@ async def _pairwise(row: _Row, prompt: Any, completions: list[str | None]) -> di
         )
         return await row.ask(model, content, verdicts.parse_pairwise)
 
-    results = await asyncio.gather(*(one(m, a, b) for m in models for a, b in orders))
+    results = await gather_all(*(one(m, a, b) for m in models for a, b in orders))
     texts: list[list[str]] = [[] for _ in completions]
     outcome: dict[tuple[str, int, int], float | None] = {}  # 1: first of the pair wins, 0.5 tie, 0: second
     inconsistent = 0
@@ -300,6 +300,7 @@ async def _pairwise(row: _Row, prompt: Any, completions: list[str | None]) -> di
 MODES = {"pointwise": _pointwise, "pairwise": _pairwise, "stepwise": _stepwise}
 
 
+@map_call
 async def _judge(spec: JudgeSpec, batch: Mapping[str, Any], indices: Any = None) -> dict[str, Any]:
     cfg = spec.config
     column = prompt_column(batch.keys(), None)
@@ -352,7 +353,7 @@ async def _judge(spec: JudgeSpec, batch: Mapping[str, Any], indices: Any = None)
             admitted.done()
             return result
 
-        results = await asyncio.gather(
+        results = await gather_all(
             *(one(i, p, c) for i, (p, c) in enumerate(zip(prompts, all_completions, strict=True)))
         )
     if single:

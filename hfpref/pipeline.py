@@ -15,6 +15,7 @@ import sys
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
+from hfpref.concurrency import gather_all, map_call
 from hfpref.config import RunConfig, parse_models
 from hfpref.errors import BudgetExceededError, ConfigError, HfprefError, InputError
 from hfpref.stage import join_columns, prompt_column, read_text_file, to_messages
@@ -189,6 +190,7 @@ async def _gated(stage: Any, gate: _Gate, batch: Mapping[str, Any], indices: lis
         return await stage(batch, indices)
 
 
+@map_call
 async def _in_parts(
     stage: Any, gate: _Gate, size: int, batch: Mapping[str, Any], indices: list[int]
 ) -> dict[str, Any]:
@@ -196,17 +198,13 @@ async def _in_parts(
     first failing part (in row order) raises, the others are cancelled."""
     if len(indices) <= size:
         return await _gated(stage, gate, batch, indices)
-    tasks = [
-        asyncio.ensure_future(_gated(stage, gate, _Part(batch, a, a + size), indices[a : a + size]))
-        for a in range(0, len(indices), size)
-    ]
-    try:
-        results = [await task for task in tasks]
-    except BaseException:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        raise
+    results = await gather_all(
+        *(
+            _gated(stage, gate, _Part(batch, a, a + size), indices[a : a + size])
+            for a in range(0, len(indices), size)
+        ),
+        in_order=True,
+    )
     return join_columns(results)
 
 

@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import gc
+import logging
+import weakref
+from collections.abc import Callable
+
 import pytest
 
 
@@ -14,3 +20,28 @@ def _isolated_env(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.
     monkeypatch.setenv("HF_HUB_DISABLE_TELEMETRY", "1")
     for name in ("HFPREF_API_KEY", "OPENROUTER_API_KEY", "OPENAI_API_KEY", "HFPREF_BASE_URL", "HF_TOKEN"):
         monkeypatch.delenv(name, raising=False)
+
+
+def _stranded() -> list[asyncio.Task[object]]:
+    gc.collect()
+    return [
+        task
+        for task in gc.get_objects()
+        if issubclass(type(task), asyncio.Task) and not task.done() and not task.get_loop().is_running()
+    ]
+
+
+@pytest.fixture
+def leftovers(caplog: pytest.LogCaptureFixture) -> Callable[[], list[str]]:
+    """What a map that stopped on an error left behind: tasks of a stopped event loop (datasets'
+    map loop) that never finished, and asyncio's complaints ("Task exception was never retrieved",
+    "Task was destroyed but it is pending!") about tasks collected meanwhile. Tasks stranded by
+    earlier tests of the process do not count."""
+    caplog.set_level(logging.ERROR, logger="asyncio")
+    before = weakref.WeakSet(_stranded())
+
+    def found() -> list[str]:
+        stranded = [repr(task) for task in _stranded() if task not in before]
+        return stranded + [record.getMessage() for record in caplog.records if record.name == "asyncio"]
+
+    return found

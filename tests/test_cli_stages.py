@@ -9,7 +9,7 @@ output (``[judge] structured_output = true``: a JSON-schema ``response_format`` 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -179,11 +179,13 @@ def test_a_budget_spent_before_the_first_answer_writes_nothing(
     assert not (tmp_path / "out.jsonl").exists() and fake_openai.requests == 0
 
 
-def test_a_bad_key_fails_fast_with_one_line(fake_openai: FakeOpenAI, tmp_path: Path) -> None:
+def test_a_bad_key_fails_fast_with_one_line(
+    fake_openai: FakeOpenAI, tmp_path: Path, leftovers: Callable[[], list[str]]
+) -> None:
     fake_openai.api_key = "sk-the-right-key-0000"
     fake_openai.latency_s = 0.02
     result = hfpref(
-        "generate", prompts(tmp_path / "in.jsonl", 200), "-o", tmp_path / "out.jsonl", "--model", "m/a",
+        "generate", prompts(tmp_path / "in.jsonl", 600), "-o", tmp_path / "out.jsonl", "--model", "m/a",
         "--concurrency", "4", "--base-url", fake_openai.base_url, "--api-key-env", "MY_KEY",
         env={"MY_KEY": "sk-a-wrong-key-1111"},
     )  # fmt: skip
@@ -194,6 +196,7 @@ def test_a_bad_key_fails_fast_with_one_line(fake_openai: FakeOpenAI, tmp_path: P
     )
     assert fake_openai.requests <= 8  # the first answers stopped the run, not one 401 per row
     assert not (tmp_path / "out.jsonl").exists()
+    assert leftovers() == []  # its three map batches all ended: nothing is printed after the line
 
 
 # --- judge ------------------------------------------------------------------------------------------------

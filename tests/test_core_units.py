@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from hfpref.cache import Budget, RequestCache, request_key
+from hfpref.concurrency import gather_all
 from hfpref.config import ModelSpec, load_config, parse_models
 from hfpref.errors import (
     AuthenticationError,
@@ -168,6 +169,36 @@ def test_an_admitted_batch_is_released_exactly_once_when_a_row_fails() -> None:
         return backlog.open
 
     assert asyncio.run(scenario()) == 0
+
+
+def test_gather_all_raises_the_failure_itself_once_the_others_have_ended() -> None:
+    ended: list[str] = []
+
+    async def answer(name: str, delay: float, error: Exception | None = None) -> str:
+        try:
+            await asyncio.sleep(delay)
+        finally:
+            ended.append(name)
+        if error:
+            raise error
+        return name
+
+    async def main() -> None:
+        assert await gather_all(answer("a", 0.01), answer("b", 0)) == ["a", "b"]
+        ended.clear()
+        with pytest.raises(AuthenticationError):  # the error as raised, not an ExceptionGroup
+            await gather_all(answer("slow", 10), answer("401", 0, AuthenticationError("401")))
+        assert sorted(ended) == ["401", "slow"]  # the slow one was cancelled and has ended
+        ended.clear()
+        with pytest.raises(BadRequestError, match="first row"):  # in argument order, not time order
+            await gather_all(
+                answer("first", 0.02, BadRequestError("first row")),
+                answer("second", 0, BadRequestError("second row")),
+                in_order=True,
+            )
+        assert sorted(ended) == ["first", "second"]
+
+    asyncio.run(main())
 
 
 @pytest.mark.parametrize(

@@ -2,16 +2,32 @@
 
 from __future__ import annotations
 
+import asyncio
 import collections
+import os
+import signal
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from datasets import Dataset, Features
 
+from hfpref.cli import _CtrlC
 from hfpref.errors import AuthenticationError, BadRequestError, InputError, ModelNotFoundError
 from hfpref.generate import Generator
-from tests.fake_openai import FakeOpenAI, cut, drop, html, openrouter_error, slow, status, truncated
+from tests.fake_openai import (
+    Behaviour,
+    FakeOpenAI,
+    cut,
+    drop,
+    html,
+    openrouter_error,
+    slow,
+    status,
+    truncated,
+)
 
 
 def prompts(k: int) -> Dataset:
@@ -159,6 +175,44 @@ def test_bad_key_fails_fast() -> None:
             with pytest.raises(AuthenticationError, match="HTTP 401"):
                 prompts(200).map(gen, batched=True)
         assert fake.requests <= 8  # stopped at the first answers, not after every row
+
+
+def test_a_fatal_answer_leaves_no_request_behind(leftovers: Callable[[], list[str]]) -> None:
+    """The 401 ends the map only once the requests still in flight (other rows, the other model of
+    the same row) are cancelled: none is left on datasets' stopped loop to fail or be destroyed later."""
+    with FakeOpenAI() as fake:
+        fake.responder = lambda body: (
+            status(401, "bad key") if "question 0" in str(body["messages"]) else slow(0.5)
+        )
+        gen = make(fake, models={"m/a": 1, "m/b": 1}, n=4, concurrency=8, cache=False)
+        with pytest.raises(AuthenticationError, match="bad key"):
+            prompts(16).map(gen, batched=True, batch_size=4)
+    assert leftovers() == []
+
+
+def test_ctrl_c_ends_every_batch_and_leaves_none_behind(
+    leftovers: Callable[[], list[str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ctrl-C (``hfpref``'s handler cancels the loop's tasks) while batches wait on answers or on
+    the backlog: map stops with CancelledError once all of them have ended, none stranded on the stopped loop."""
+    monkeypatch.setattr(_CtrlC, "pressed", False)
+    previous = signal.signal(signal.SIGINT, _CtrlC._handle)
+    try:
+        with FakeOpenAI() as fake:
+
+            def stall(body: dict[str, Any]) -> Behaviour:
+                if fake.requests == 8:  # the concurrency is reached: press Ctrl-C
+                    os.kill(os.getpid(), signal.SIGINT)
+                return slow(30)
+
+            fake.responder = stall
+            gen = make(fake, n=2, concurrency=8, cache=False)
+            with pytest.raises(asyncio.CancelledError):
+                prompts(64).map(gen, batched=True, batch_size=4)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert _CtrlC.pressed
+    assert leftovers() == []
 
 
 def test_unknown_model_fails_fast() -> None:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 
 import pytest
 from datasets import Dataset
 
+from hfpref.errors import AuthenticationError
 from hfpref.judge import Judge, judge_statistics
-from tests.fake_openai import FakeOpenAI, ok, status
+from tests.fake_openai import FakeOpenAI, ok, slow, status
 
 
 def rows() -> Dataset:
@@ -141,6 +143,19 @@ def test_a_judge_request_that_fails_for_good_is_an_error_not_a_parse_failure() -
     assert meta["error"].startswith("j/1: HTTP 503")
     stats = judge_statistics(out["judge"], out["scores"])
     assert stats["failed_calls"] == 1 and stats["parse_failure_rate"] == 0
+
+
+@pytest.mark.parametrize("mode", ["pointwise", "pairwise"])
+def test_a_fatal_answer_leaves_no_judge_call_behind(mode: str, leftovers: Callable[[], list[str]]) -> None:
+    """A panel judge's 401 ends the map once the other calls of the row and the batch are cancelled."""
+    with FakeOpenAI() as fake:
+        fake.responder = lambda body: (
+            status(401, "bad key") if body["model"] == "j/2" else slow(0.5, ok("Score: 8"))
+        )
+        judge = Judge(models=["j/1", "j/2"], mode=mode, base_url=fake.base_url, cache=False)
+        with pytest.raises(AuthenticationError, match="bad key"):
+            rows().map(judge, batched=True, batch_size=1)
+    assert leftovers() == []
 
 
 @pytest.mark.parametrize("mode", ["pointwise", "stepwise"])

@@ -1,0 +1,116 @@
+"""How the stages' coroutines end inside ``datasets.map``: together, and none left behind.
+
+datasets' async map runs each batch as a task on an event loop of its own. When one batch fails,
+its clean-up cancels the other batches and runs the loop only until the first failure is seen, then
+never again. Whatever was still unwinding then is stranded: it never finishes, and when the garbage
+collector meets it, asyncio prints "Task was destroyed but it is pending!" or "Task exception was
+never retrieved" below the one-line error the user was shown. Two rules keep a stopped map clean:
+
+* :func:`gather_all`, within a batch: the first failure cancels the sibling coroutines and waits for
+  them to end before it is raised (``asyncio.gather`` would return with them still running);
+* :func:`map_call`, across the batches of a loop: the first batch to fail cancels the others, and a
+  batch that leaves with an exception waits until no batch of the loop is running any more, so that
+  all end in the same loop iteration and datasets finds every task done. A batch cancelled because
+  another failed raises that failure: whichever task datasets looks at, the user sees the same error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import weakref
+from collections.abc import Awaitable, Callable, Coroutine
+from contextvars import ContextVar
+from typing import Any, ParamSpec, TypeVar
+
+T = TypeVar("T")
+P = ParamSpec("P")
+
+#: Set inside a map call: a stage called by another map call (``run``'s parts) is part of it.
+_IN_MAP_CALL: ContextVar[bool] = ContextVar("hfpref_in_map_call", default=False)
+
+
+async def gather_all(*aws: Awaitable[T], in_order: bool = False) -> list[T]:
+    """``asyncio.gather`` that leaves nothing running: the first failure (or our cancellation)
+    cancels the others and waits for them to end before it is raised as itself (not wrapped in an
+    ExceptionGroup as by ``TaskGroup``, so callers and the CLI see the provider's error).
+    ``in_order``: the failure raised is that of the first failing awaitable in argument order (a
+    stable row in the message), at the cost of noticing it only once those before it are done.
+    """
+    tasks = [asyncio.ensure_future(aw) for aw in aws]
+    try:
+        if in_order:
+            return [await task for task in tasks]
+        return await asyncio.gather(*tasks)
+    except BaseException:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
+
+
+class _MapCalls:
+    """The map calls running on one event loop, and the first failure among them."""
+
+    def __init__(self) -> None:
+        self.running: set[asyncio.Task[Any]] = set()
+        self.failure: BaseException | None = None
+        self.settled = asyncio.Event()
+
+    def fail(self, task: asyncio.Task[Any], exc: BaseException) -> None:
+        """The first failure stops every other call of the loop."""
+        if self.failure is None and not isinstance(exc, asyncio.CancelledError):
+            self.failure = exc
+            for other in self.running - {task}:
+                other.cancel()
+
+    def leave(self, loop: asyncio.AbstractEventLoop, task: asyncio.Task[Any]) -> None:
+        self.running.discard(task)
+        if not self.running:
+            self.settled.set()
+            if _CALLS.get(loop) is self:  # the next map on this loop starts afresh
+                del _CALLS[loop]
+
+    async def settle(self) -> None:
+        """Wait for the other calls to end; datasets' clean-up cancelling us does not cut it short."""
+        while not self.settled.is_set():
+            try:
+                await self.settled.wait()
+            except asyncio.CancelledError:
+                continue
+
+
+_CALLS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _MapCalls] = weakref.WeakKeyDictionary()
+
+
+def map_call(function: Callable[P, Coroutine[Any, Any, T]]) -> Callable[P, Coroutine[Any, Any, T]]:
+    """Make an ``async def`` map function end as one with the other calls of its loop (see above)."""
+
+    @functools.wraps(function)
+    async def call(*args: P.args, **kwargs: P.kwargs) -> T:
+        if _IN_MAP_CALL.get():
+            return await function(*args, **kwargs)
+        loop = asyncio.get_running_loop()
+        calls = _CALLS.get(loop)
+        if calls is None:
+            calls = _CALLS[loop] = _MapCalls()
+        if calls.failure is not None:
+            raise calls.failure
+        task = asyncio.current_task()
+        assert task is not None  # datasets runs each call as a task
+        calls.running.add(task)
+        token = _IN_MAP_CALL.set(True)
+        try:
+            return await function(*args, **kwargs)
+        except BaseException as exc:
+            calls.fail(task, exc)
+            calls.leave(loop, task)
+            await calls.settle()
+            if isinstance(exc, asyncio.CancelledError) and calls.failure is not None:
+                raise calls.failure from None
+            raise
+        finally:
+            _IN_MAP_CALL.reset(token)
+            calls.leave(loop, task)
+
+    return call
