@@ -8,9 +8,10 @@ never retrieved" below the one-line error the user was shown. Two rules keep a s
 
 * :func:`gather_all`, within a batch: the first failure cancels the sibling coroutines and waits for
   them to end before it is raised (``asyncio.gather`` would return with them still running);
-* :func:`map_call`, across the batches of a loop: the first batch to fail cancels the others, and a
-  batch that leaves with an exception waits until no batch of the loop is running any more, so that
-  all end in the same loop iteration and datasets finds every task done. A batch cancelled because
+* :func:`map_call`, across the batches of one map on a loop (the calls with the same first argument:
+  a stage's spec, ``run``'s gate): the first batch to fail cancels the others, and a batch that leaves
+  with an exception waits until none of them is running any more, so that all end in the same loop
+  iteration and datasets finds every task done. A batch cancelled because
   another failed raises that failure: whichever task datasets looks at, the user sees the same error.
 """
 
@@ -50,26 +51,37 @@ async def gather_all(*aws: Awaitable[T], in_order: bool = False) -> list[T]:
 
 
 class _MapCalls:
-    """The map calls running on one event loop, and the first failure among them."""
+    """The running calls of one map function on one event loop, and the first failure among them."""
 
-    def __init__(self) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, key: int) -> None:
+        self.loop, self.key = loop, key
         self.running: set[asyncio.Task[Any]] = set()
         self.failure: BaseException | None = None
         self.settled = asyncio.Event()
 
+    @classmethod
+    def of(cls, key: object) -> _MapCalls:
+        loop = asyncio.get_running_loop()
+        groups = _CALLS.setdefault(loop, {})
+        calls = groups.get(id(key))
+        if calls is None:
+            calls = groups[id(key)] = cls(loop, id(key))
+        return calls
+
     def fail(self, task: asyncio.Task[Any], exc: BaseException) -> None:
-        """The first failure stops every other call of the loop."""
+        """The first failure stops every other call."""
         if self.failure is None and not isinstance(exc, asyncio.CancelledError):
             self.failure = exc
             for other in self.running - {task}:
                 other.cancel()
 
-    def leave(self, loop: asyncio.AbstractEventLoop, task: asyncio.Task[Any]) -> None:
+    def leave(self, task: asyncio.Task[Any]) -> None:
         self.running.discard(task)
         if not self.running:
             self.settled.set()
-            if _CALLS.get(loop) is self:  # the next map on this loop starts afresh
-                del _CALLS[loop]
+            groups = _CALLS.get(self.loop, {})
+            if groups.get(self.key) is self:  # the next map of the function starts afresh
+                del groups[self.key]
 
     async def settle(self) -> None:
         """Wait for the other calls to end; datasets' clean-up cancelling us does not cut it short."""
@@ -80,20 +92,22 @@ class _MapCalls:
                 continue
 
 
-_CALLS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _MapCalls] = weakref.WeakKeyDictionary()
+#: Per event loop: the id of a map function's first argument -> its running calls.
+_CALLS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[int, _MapCalls]] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 def map_call(function: Callable[P, Coroutine[Any, Any, T]]) -> Callable[P, Coroutine[Any, Any, T]]:
-    """Make an ``async def`` map function end as one with the other calls of its loop (see above)."""
+    """Make the calls of an ``async def`` map function on a loop end as one (see above); calls
+    with another first argument (another stage object, a user's own concurrent map) are not
+    touched."""
 
     @functools.wraps(function)
     async def call(*args: P.args, **kwargs: P.kwargs) -> T:
         if _IN_MAP_CALL.get():
             return await function(*args, **kwargs)
-        loop = asyncio.get_running_loop()
-        calls = _CALLS.get(loop)
-        if calls is None:
-            calls = _CALLS[loop] = _MapCalls()
+        calls = _MapCalls.of(args[0])
         if calls.failure is not None:
             raise calls.failure
         task = asyncio.current_task()
@@ -104,13 +118,13 @@ def map_call(function: Callable[P, Coroutine[Any, Any, T]]) -> Callable[P, Corou
             return await function(*args, **kwargs)
         except BaseException as exc:
             calls.fail(task, exc)
-            calls.leave(loop, task)
+            calls.leave(task)
             await calls.settle()
             if isinstance(exc, asyncio.CancelledError) and calls.failure is not None:
                 raise calls.failure from None
             raise
         finally:
             _IN_MAP_CALL.reset(token)
-            calls.leave(loop, task)
+            calls.leave(task)
 
     return call

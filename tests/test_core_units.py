@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from hfpref.cache import Budget, RequestCache, request_key
-from hfpref.concurrency import gather_all
+from hfpref.concurrency import gather_all, map_call
 from hfpref.config import ModelSpec, load_config, parse_models
 from hfpref.errors import (
     AuthenticationError,
@@ -197,6 +197,31 @@ def test_gather_all_raises_the_failure_itself_once_the_others_have_ended() -> No
                 in_order=True,
             )
         assert sorted(ended) == ["first", "second"]
+
+    asyncio.run(main())
+
+
+def test_map_call_ends_the_calls_of_one_map_together_and_leaves_other_maps_alone() -> None:
+    @map_call
+    async def batch(stage: object, delay: float, error: Exception | None = None) -> str:
+        await asyncio.sleep(delay)
+        if error:
+            raise error
+        return "done"
+
+    async def main() -> None:
+        stage, other = object(), object()
+        slow = asyncio.create_task(batch(stage, 10))
+        failing = asyncio.create_task(batch(stage, 0.01, AuthenticationError("401")))
+        elsewhere = asyncio.create_task(batch(other, 0.05))
+        seen_at_failure: list[bool] = []
+        failing.add_done_callback(lambda _: seen_at_failure.append(slow.done()))
+        results = await asyncio.gather(slow, failing, elsewhere, return_exceptions=True)
+        assert seen_at_failure == [True]  # the failing call ended only once its sibling had
+        assert isinstance(results[1], AuthenticationError)
+        assert results[0] is results[1]  # the cancelled sibling raises the failure, not CancelledError
+        assert results[2] == "done"  # another map function's call is not touched
+        assert await batch(stage, 0) == "done"  # the next map of the same stage starts afresh
 
     asyncio.run(main())
 
