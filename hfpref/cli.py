@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import signal
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -78,6 +79,7 @@ def one_line_errors(prog: str = "hfpref", interrupted: str = INTERRUPTED) -> Ite
     except asyncio.CancelledError:
         if not _CtrlC.pressed:
             raise
+        logging.getLogger("asyncio").disabled = True  # no "Task was destroyed" noise after the line
         raise OneLineError(interrupted, 130) from None
 
 
