@@ -3,8 +3,10 @@
 One SQLite file (WAL mode) under the cache directory, safe to share between processes
 (``num_proc``) and between runs. The key hashes everything that decides an answer (endpoint,
 model, messages, sampling parameters, sample index) and nothing that does not (API key, timeout,
-concurrency), so raising ``max_tokens`` re-sends only the requests it changes. Only answers are
-stored: a failed request is tried again on the next run. Answers are committed in the event-loop turn
+concurrency), so raising ``max_tokens`` re-sends only the requests it changes. Every answer that came
+back and stands is stored, final failures included (a refusal, a content filter): no rerun pays for it
+again. A request that got no answer, or one whose failure another attempt may mend, is tried again on
+the next run. Answers are committed in the event-loop turn
 they arrive in (:meth:`RequestCache.put_soon`: one transaction for all the answers of a turn, before
 the loop waits on the network again), so a SIGKILL loses at most the requests in flight.
 """
@@ -18,8 +20,6 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-
-from hfpref.errors import BudgetExceededError
 
 SCHEMA_VERSION = 1
 
@@ -122,33 +122,3 @@ class RequestCache:
         if self._db is not None:
             self._db.close()
             self._db = None
-
-
-class Budget:
-    """A spending cap shared by every process of one run: one row of a SQLite file.
-
-    Requests already in flight when the cap is reached still finish (and are paid), so a run can
-    end slightly above ``limit_usd``; no new request is sent after it.
-    """
-
-    def __init__(self, limit_usd: float, path: Path, run_id: str) -> None:
-        self.limit_usd = limit_usd
-        self.run_id = run_id
-        self.spent = 0.0
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(path, timeout=60, isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("CREATE TABLE IF NOT EXISTS spend (run TEXT PRIMARY KEY, usd REAL NOT NULL)")
-        self._db.execute("INSERT OR IGNORE INTO spend (run, usd) VALUES (?, 0)", (run_id,))
-
-    def check(self) -> None:
-        if self.spent >= self.limit_usd:
-            raise BudgetExceededError(
-                f"budget of ${self.limit_usd:g} reached (${self.spent:.4f} spent); request not sent"
-            )
-
-    def add(self, usd: float) -> None:
-        row = self._db.execute(
-            "UPDATE spend SET usd = usd + ? WHERE run = ? RETURNING usd", (usd, self.run_id)
-        )
-        self.spent = row.fetchone()[0]

@@ -3,35 +3,44 @@
 ``datasets.map`` runs every call on a new event loop, so a :class:`ChatClient` keeps one aiohttp
 session, one global semaphore and one :class:`~hfpref.ratelimit.ModelLimiter` per model *per
 loop*, opens them on first use and closes them when the last request of that loop is done.
-The request cache, the budget and the statistics live at process level.
+The request cache, the budget ledger and the statistics live at process level.
 
 Transport failures are mapped onto :mod:`hfpref.errors` here (:func:`_map_transport_errors`);
-HTTP answers are mapped by :func:`hfpref.errors.provider_error`. Retryable errors (429, 5xx,
-timeouts, dropped connections, malformed bodies) are retried by tenacity with jittered exponential
-backoff, or exactly ``Retry-After`` when the provider sends one; the rest fail fast, and the first
-401/403/404 stops every other request of the client too.
+HTTP answers are mapped by :func:`hfpref.errors.provider_error`, and the bodies of 200 answers are
+read by :mod:`hfpref.answers`. Retryable errors (429, 5xx, timeouts, dropped connections, malformed
+bodies, empty answers) are retried by tenacity with jittered exponential backoff, or ``Retry-After``
+plus up to 20% jitter when the provider sends one, for at most ``max_retries`` attempts and
+``max_retry_time_s`` seconds; the rest fail fast, and the first 401/403/404 stops every other request
+of the client too. An endpoint that refused every connection for ``UNREACHABLE_AFTER_S`` seconds and
+never answered is given up on (:class:`~hfpref.errors.EndpointUnreachable`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import random
+import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
 import orjson
-from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt, stop_after_delay
 from tenacity.wait import wait_base, wait_random_exponential
 
-from hfpref.cache import Budget, RequestCache, request_key
+from hfpref import answers
+from hfpref.budget import Ledger
+from hfpref.cache import RequestCache, request_key
 from hfpref.concurrency import gather_all
 from hfpref.config import ModelSpec, ProviderConfig, env_api_key
 from hfpref.errors import (
     BadRequestError,
-    BudgetExceededError,
+    BudgetExhausted,
     ConfigError,
+    EmptyAnswerError,
+    EndpointUnreachable,
     MalformedResponseError,
     ProviderConnectionError,
     ProviderError,
@@ -42,31 +51,41 @@ from hfpref.errors import (
 from hfpref.progress import Stats
 from hfpref.ratelimit import Backlog, Clock, ModelLimiter, Sleep
 
-SessionFactory = Callable[[int, float], aiohttp.ClientSession]
+SessionFactory = Callable[[ProviderConfig, int], aiohttp.ClientSession]
 MAX_RETRY_AFTER_S = 600.0
+RETRY_AFTER_JITTER = 0.2  # a Retry-After wait is stretched by up to this share, so waiters spread out
+UNREACHABLE_AFTER_S = 3.0  # connections refused for this long, with no answer ever: the endpoint is down
+PROMPT_BYTES_PER_TOKEN = 3  # a request body's size over this bounds its prompt tokens (for the budget)
 
 
-def default_session(concurrency: int, timeout_s: float) -> aiohttp.ClientSession:
+def default_session(provider: ProviderConfig, concurrency: int) -> aiohttp.ClientSession:
     connector = aiohttp.TCPConnector(limit=concurrency, limit_per_host=0, ttl_dns_cache=300)
+    timeout = aiohttp.ClientTimeout(
+        total=provider.timeout_s,
+        sock_connect=provider.connect_timeout_s,
+        sock_read=provider.read_timeout_s,
+    )
     return aiohttp.ClientSession(
         connector=connector,
-        timeout=aiohttp.ClientTimeout(total=timeout_s, sock_connect=min(30.0, timeout_s)),
+        timeout=timeout,
         headers={"Content-Type": "application/json", "X-Title": "hfpref"},
         json_serialize=lambda obj: orjson.dumps(obj).decode(),
     )
 
 
 class wait_retry_after(wait_base):
-    """Wait what the provider asked for (``Retry-After``), else jittered exponential backoff."""
+    """Wait what the provider asked for (``Retry-After``) plus jitter, else jittered exponential backoff."""
 
-    def __init__(self, fallback: wait_base) -> None:
+    def __init__(self, fallback: wait_base, jitter: Callable[[], float] = random.random) -> None:
         self.fallback = fallback
+        self.jitter = jitter
 
     def __call__(self, retry_state: RetryCallState) -> float:
         exc = retry_state.outcome.exception() if retry_state.outcome else None
         retry_after = getattr(exc, "retry_after", None)
         if retry_after is not None:
-            return min(float(retry_after), MAX_RETRY_AFTER_S)
+            wait = float(retry_after) * (1.0 + RETRY_AFTER_JITTER * self.jitter())
+            return min(wait, MAX_RETRY_AFTER_S)
         return self.fallback(retry_state)
 
 
@@ -80,6 +99,8 @@ def _map_transport_errors(model: str) -> Iterator[None]:
         yield
     except TimeoutError:
         raise ProviderTimeoutError("no answer before the timeout", model=model) from None
+    except aiohttp.ClientConnectorError as exc:
+        raise _Refused(f"cannot connect: {exc.os_error.strerror or exc}", model=model) from None
     except (
         aiohttp.ClientPayloadError,
         aiohttp.ServerDisconnectedError,
@@ -88,6 +109,11 @@ def _map_transport_errors(model: str) -> Iterator[None]:
         raise ProviderConnectionError(
             f"connection failed: {type(exc).__name__}: {exc}", model=model
         ) from None
+
+
+class _Refused(ProviderConnectionError):
+    """No connection could be made (refused, no route, unknown host): retried until the endpoint is
+    judged unreachable."""
 
 
 @dataclass
@@ -102,26 +128,45 @@ class _LoopState:
     # cache key -> the answer of a request in flight for it: the same prompt twice in a dataset
     # waits for the first request's answer instead of paying for a second (not with --no-cache)
     pending: dict[str, asyncio.Future[dict[str, Any]]] = field(default_factory=dict)
+    sending: int = 0  # requests between their budget reservation and their answer
+    idle: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+@dataclass
+class _Endpoint:
+    """Whether an endpoint ever answered, and since when every connection to it has been refused."""
+
+    answered: bool = False
+    refused_since: float | None = None
 
 
 @dataclass
 class ChatClient:
-    """Sends chat completions for one Generator or Judge, with cache, limits, retries and accounting."""
+    """Sends chat completions for one Generator or Judge, with cache, limits, retries and accounting.
+
+    ``budget``: the job's :class:`~hfpref.budget.Ledger` (``max_cost``), or None. When it refuses a
+    request, ``budget_nulls`` decides: False raises :class:`~hfpref.errors.BudgetExhausted` once
+    every request in flight on the loop has been answered (and cached); True records the completion
+    as failed (null) with the reason, so that a caller can keep the finished rows (the CLI).
+    """
 
     provider: ProviderConfig
     models: list[ModelSpec]
     concurrency: int
     cache: RequestCache
     stats: Stats
-    budget: Budget | None = None
+    budget: Ledger | None = None
+    budget_nulls: bool = False
     session_factory: SessionFactory = default_session
     clock: Clock | None = None
     sleep: Sleep = asyncio.sleep
+    jitter: Callable[[], float] = random.random
     backoff: wait_base = field(default_factory=lambda: wait_random_exponential(multiplier=0.5, max=60))
     _loops: dict[asyncio.AbstractEventLoop, _LoopState] = field(default_factory=dict)
     _fatal: ProviderError | None = None
     _no_n: set[str] = field(default_factory=set)  # models whose endpoint refuses `n` > 1
     _no_format: set[str] = field(default_factory=set)  # models whose endpoint refuses `response_format`
+    _unpriced: ConfigError | None = None  # a budget that answers without a cost cannot keep
 
     def __post_init__(self) -> None:
         self._specs = {spec.id: spec for spec in self.models}
@@ -129,6 +174,8 @@ class ChatClient:
             spec.id: "local" if spec.is_local else self.provider.endpoint(spec) + "/chat/completions"
             for spec in self.models
         }
+        self._endpoints = {url: _Endpoint() for url in self._urls.values()}
+        self._now = self.clock or time.monotonic
         self._headers: dict[str, dict[str, str]] = {}
         for spec in self.models:
             if spec.is_local:
@@ -148,14 +195,17 @@ class ChatClient:
         if state is None:
             limiter_args = {"clock": self.clock} if self.clock else {}
             state = _LoopState(
-                session=self.session_factory(self.concurrency, self.provider.timeout_s),
+                session=self.session_factory(self.provider, self.concurrency),
                 semaphore=asyncio.Semaphore(self.concurrency),
                 limiters={
-                    s.id: ModelLimiter(self.concurrency, s.rpm, s.tpm, sleep=self.sleep, **limiter_args)
+                    s.id: ModelLimiter(
+                        self.concurrency, s.rpm, s.tpm, sleep=self.sleep, jitter=self.jitter, **limiter_args
+                    )
                     for s in self.models
                 },
                 backlog=Backlog(2 * self.concurrency),
             )
+            state.idle.set()
             self._loops[loop] = state
         state.users += 1
         try:
@@ -182,7 +232,8 @@ class ChatClient:
         """Completion records for ``samples`` (sample indices) of one prompt, from cache or the endpoint.
 
         A record has ``text``, ``model``, ``finish_reason``, ``prompt_tokens``, ``completion_tokens``,
-        ``cost`` (None when unknown), ``cached`` and ``error`` (None, or why ``text`` is None).
+        ``cost`` (None when unknown), ``reasoning``, ``refusal``, ``cached`` and ``error`` (None, or
+        why ``text`` is None): see :mod:`hfpref.answers`.
         ``keys`` (:meth:`keys`) and ``found`` (:meth:`lookup`) let a caller read the cache for a whole
         batch at once.
         """
@@ -193,8 +244,8 @@ class ChatClient:
         records: dict[int, dict[str, Any]] = {}
         shared: dict[int, asyncio.Future[dict[str, Any]]] = {}
         for key, sample in zip(keys, samples, strict=True):
-            if key in found:
-                records[sample] = {**found[key], "cached": True, "error": None}
+            if key in found:  # an answer, or a final failure (a refusal): both are paid for once
+                records[sample] = {**answers.EMPTY_RECORD, **found[key], "cached": True}
             elif key in state.pending:
                 shared[sample] = state.pending[key]
         missing = [s for s in samples if s not in records and s not in shared]
@@ -253,27 +304,23 @@ class ChatClient:
         key_of: dict[int, str],
         records: dict[int, dict[str, Any]],
     ) -> None:
-        """Request ``missing`` samples (one request with ``n`` where the model takes it) into ``records``."""
+        """Request ``missing`` samples (one request with ``n`` where the model takes it) into ``records``;
+        the answers that stand (final failures included) go to the cache."""
         if not missing:
             return
         spec = self._specs[model]
-        if len(missing) > 1 and spec.n_param is not False and model not in self._no_n:
-            batches = [missing]
+        store: list[int] = []
+        if len(missing) == 1 or (spec.n_param is not False and model not in self._no_n):
+            await self._request(state, spec, messages, params, missing, records, store)
         else:
-            batches = [[s] for s in missing]
-        if len(batches) == 1:
-            results = [await self._request(state, spec, messages, params, batches[0])]
-        else:
-            results = await gather_all(*(self._request(state, spec, messages, params, b) for b in batches))
-        fresh: list[tuple[str, dict[str, Any]]] = []
-        for batch, got in zip(batches, results, strict=True):
-            for sample, record in zip(batch, got, strict=True):
-                records[sample] = record
-                if record["error"] is None:
-                    fresh.append(
-                        (key_of[sample], {k: v for k, v in record.items() if k not in ("cached", "error")})
-                    )
-        self.cache.put_soon(fresh)
+            await gather_all(
+                *(self._request(state, spec, messages, params, [s], records, store) for s in missing)
+            )
+        self.cache.put_soon(
+            [(key_of[s], {k: v for k, v in records[s].items() if k != "cached"}) for s in store]
+        )
+        if self._unpriced is not None:
+            raise self._unpriced
 
     def keys(
         self, model: str, messages: list[dict[str, Any]], params: dict[str, Any], samples: list[int]
@@ -286,7 +333,7 @@ class ChatClient:
         """The cached answers among ``keys``, in one read: pass it to :meth:`complete` as ``found``."""
         return self.cache.get_many(keys)
 
-    # -- one HTTP request (with n = len(samples)), retried ----------------------------------------
+    # -- the requests of one prompt's samples, until each has its record -----------------------
     async def _request(
         self,
         state: _LoopState,
@@ -294,58 +341,111 @@ class ChatClient:
         messages: list[dict[str, Any]],
         params: dict[str, Any],
         samples: list[int],
-    ) -> list[dict[str, Any]]:
-        if spec.id in self._no_format and "response_format" in params:
-            params = {k: v for k, v in params.items() if k != "response_format"}
-        body: dict[str, Any] = {"model": spec.id, "messages": messages, **params}
-        if len(samples) > 1:
-            body["n"] = len(samples)
-        payload = orjson.dumps(body)
-        estimate = len(payload) // 4 + int(params.get("max_tokens") or 0) * len(samples)
-        n = len(samples)
-        try:
-            try:  # the common case, without tenacity's per-call cost
-                data = await self._send(state, spec, payload, estimate, n)
-            except ProviderError as first:
-                if not first.retryable:
-                    raise
-                data = await self._retry(first, state, spec, payload, estimate, n)
-        except BadRequestError as exc:
-            # A 400 may refuse an optional feature rather than the request: `n` (llama.cpp) or
-            # `response_format` (endpoints without structured output). Ask once without it; if that
-            # is answered, do without it for this model from now on, else the 400 stands.
-            if len(samples) > 1 and spec.n_param is None:
-                first = await self._request(state, spec, messages, params, samples[:1])
-                self._no_n.add(spec.id)
-                return first + [
-                    r for s in samples[1:] for r in await self._request(state, spec, messages, params, [s])
-                ]
-            if "response_format" in params:
-                plain = {k: v for k, v in params.items() if k != "response_format"}
-                records = await self._request(state, spec, messages, plain, samples)
-                self._no_format.add(spec.id)
-                return records
-            self._fatal = self._fatal or exc
-            raise
-        except (ProviderError, BudgetExceededError) as exc:
-            if not _is_retryable(exc) and not isinstance(exc, BudgetExceededError):
+        records: dict[int, dict[str, Any]],
+        store: list[int],
+    ) -> None:
+        """Ask for ``samples`` (in one request with ``n`` while the endpoint takes it) until each has a
+        record; the samples whose record should be cached are added to ``store``.
+
+        A 400 may refuse an optional feature rather than the request: ``n`` (llama.cpp) or
+        ``response_format`` (endpoints without structured output). The request is asked once without
+        it; if that is answered the model does without it from now on, else the 400 stands. An answer
+        with fewer choices than asked leaves the rest for the next request; a choice whose failure
+        another attempt may mend (:mod:`hfpref.answers`) is asked again, ``max_retries`` times at most.
+        """
+        todo = list(samples)
+        mended = 0
+        probing_n = probing_format = False
+        while todo:
+            if spec.id in self._no_format and "response_format" in params:
+                params = {k: v for k, v in params.items() if k != "response_format"}
+            one_by_one = probing_n or spec.n_param is False or spec.id in self._no_n
+            batch = todo[:1] if one_by_one else list(todo)
+            try:
+                outcome = await self._exchange(state, spec, messages, params, len(batch))
+            except BadRequestError as exc:
+                if len(batch) > 1 and spec.n_param is None:
+                    probing_n = True
+                    continue
+                if "response_format" in params and not probing_format:
+                    params = {k: v for k, v in params.items() if k != "response_format"}
+                    probing_format = True
+                    continue
                 self._fatal = self._fatal or exc
                 raise
-            return [self._failed(spec.id, str(exc)) for _ in samples]
-        records = self._records(spec, data, len(samples))
-        for sample in samples[len(records) :]:  # the endpoint sent fewer choices than `n` asked for
-            records += await self._request(state, spec, messages, params, [sample])
-        return records
+            except EmptyAnswerError as exc:  # retries ran out: the last answer's failures stand, uncached
+                for sample, record in zip(batch, exc.records, strict=False):
+                    records[sample] = record
+                    todo.remove(sample)
+                continue
+            except BudgetExhausted as exc:
+                if not self.budget_nulls:
+                    await state.idle.wait()  # what is in flight arrives and is cached first
+                    raise
+                for sample in todo:
+                    records[sample] = answers.failed_record(spec.id, str(exc))
+                return
+            except ProviderError as exc:
+                if not exc.retryable:
+                    self._fatal = self._fatal or exc
+                    raise
+                for sample in batch:  # retries ran out: failed for good in this run, tried again in the next
+                    records[sample] = answers.failed_record(spec.id, str(exc))
+                    todo.remove(sample)
+                continue
+            if probing_n:
+                self._no_n.add(spec.id)
+                probing_n = False
+            if probing_format:
+                self._no_format.add(spec.id)
+                probing_format = False
+            again = bool(outcome.retry) and mended < self.provider.max_retries
+            mended += bool(outcome.retry)
+            for i, (sample, record) in enumerate(zip(batch, outcome.records, strict=False)):
+                if i in outcome.retry and again:
+                    continue
+                records[sample] = record
+                todo.remove(sample)
+                if i not in outcome.retry:
+                    store.append(sample)
+
+    # -- one HTTP exchange (with n completions), retried --------------------------------------
+    async def _exchange(
+        self,
+        state: _LoopState,
+        spec: ModelSpec,
+        messages: list[dict[str, Any]],
+        params: dict[str, Any],
+        n: int,
+    ) -> answers.Outcome:
+        body: dict[str, Any] = {"model": spec.id, "messages": messages, **params}
+        if n > 1:
+            body["n"] = n
+        payload = orjson.dumps(body)
+        max_tokens = int(params.get("max_tokens") or 0)
+        try:  # the common case, without tenacity's per-call cost
+            return await self._send(state, spec, payload, n, max_tokens)
+        except ProviderError as first:
+            if not first.retryable:
+                raise
+            return await self._retry(first, state, spec, payload, n, max_tokens)
 
     async def _retry(
-        self, first: ProviderError, state: _LoopState, spec: ModelSpec, payload: bytes, estimate: int, n: int
-    ) -> dict[str, Any]:
+        self,
+        first: ProviderError,
+        state: _LoopState,
+        spec: ModelSpec,
+        payload: bytes,
+        n: int,
+        max_tokens: int,
+    ) -> answers.Outcome:
         """Retry with tenacity; attempt 1 replays ``first`` so backoff and Retry-After apply as usual."""
         replay: list[ProviderError] = [first]
         retrying = AsyncRetrying(
             retry=retry_if_exception(_is_retryable),
-            wait=wait_retry_after(self.backoff),
-            stop=stop_after_attempt(self.provider.max_retries + 1),
+            wait=wait_retry_after(self.backoff, self.jitter),
+            stop=stop_after_attempt(self.provider.max_retries + 1)
+            | stop_after_delay(self.provider.max_retry_time_s),
             sleep=self.sleep,
             reraise=True,
             before_sleep=self._count_retry,
@@ -354,97 +454,125 @@ class ChatClient:
             with attempt:
                 if replay:
                     raise replay.pop()
-                return await self._send(state, spec, payload, estimate, n)
+                return await self._send(state, spec, payload, n, max_tokens)
         raise AssertionError("unreachable: tenacity either returns or re-raises")
 
     def _count_retry(self, retry_state: RetryCallState) -> None:
         self.stats.retries += 1
 
     async def _send(
-        self, state: _LoopState, spec: ModelSpec, payload: bytes, estimate: int, n: int
-    ) -> dict[str, Any]:
+        self, state: _LoopState, spec: ModelSpec, payload: bytes, n: int, max_tokens: int
+    ) -> answers.Outcome:
         if self._fatal is not None:
             raise self._fatal
         limiter = state.limiters[spec.id]
-        async with state.semaphore, limiter.slot(estimate):
-            if self.budget is not None:
-                self.budget.check()  # here, not before the wait for a slot: spend may have grown since
+        tokens = len(payload) // 4 + max_tokens * n  # what the tokens-per-minute bucket is charged first
+        async with state.semaphore, limiter.slot(tokens):
             if n > 1 and spec.id in self._no_n:  # refused by an answer that came while this one waited
                 raise BadRequestError("the endpoint refuses n > 1", model=spec.id)
-            self.stats.requests += 1
-            if spec.is_local:  # in-process transformers: answers in the same shape as an endpoint's
-                from hfpref.local import local_chat
+            if self._unpriced is not None:
+                raise self._unpriced
+            ledger = None if spec.is_local else self.budget  # a local model costs nothing
+            reserved = 0.0
+            if ledger is not None:
+                bound = len(payload) // PROMPT_BYTES_PER_TOKEN + max_tokens * n
+                reserved = await ledger.reserve(
+                    spec.id, bound, n, self._priced(spec, bound, max_tokens, n), self.sleep
+                )
+            state.sending += 1
+            state.idle.clear()
+            settled = False
+            try:
+                self.stats.requests += 1
+                data = await self._post(state, spec, payload, limiter)
+                usage = answers.usage_of(data)
+                cost = usage.cost
+                if cost is None:
+                    cost = self._cost(spec, usage)
+                if ledger is not None:
+                    if cost is None and reserved == 0.0:
+                        self._unpriced = ConfigError(
+                            f"model {spec.id}: its answers report no cost (usage.cost), so --max-cost cannot "
+                            "be kept; set price_in and price_out for it in hfpref.toml"
+                        )
+                    ledger.settle(reserved, reserved if cost is None else cost, spec.id, usage.tokens, n)
+                settled = True
+            finally:
+                if ledger is not None and not settled:
+                    ledger.release(reserved)
+                state.sending -= 1
+                if state.sending == 0:
+                    state.idle.set()
+        self.stats.answer(usage.prompt_tokens, usage.completion_tokens, cost)
+        limiter.settle(tokens, usage.tokens or tokens)
+        outcome = answers.records_of(data, spec.id, n, cost, usage)
+        if len(outcome.retry) == len(outcome.records):  # nothing usable: another attempt, after backoff
+            raise EmptyAnswerError(outcome.records[0]["error"], model=spec.id, records=outcome.records)
+        return outcome
 
-                data = await local_chat(spec.id.removeprefix("local:"), orjson.loads(payload))
-                limiter.on_success()
-                return data
+    async def _post(
+        self, state: _LoopState, spec: ModelSpec, payload: bytes, limiter: ModelLimiter
+    ) -> dict[str, Any]:
+        """One request to the endpoint (or the in-process model): the answer's JSON, with choices."""
+        if spec.is_local:  # in-process transformers: answers in the same shape as an endpoint's
+            from hfpref.local import local_chat
+
+            data = await local_chat(spec.id.removeprefix("local:"), orjson.loads(payload))
+            limiter.on_success()
+            return data
+        url = self._urls[spec.id]
+        endpoint = self._endpoints[url]
+        try:
             with _map_transport_errors(spec.id):
-                async with state.session.post(
-                    self._urls[spec.id], data=payload, headers=self._headers[spec.id]
-                ) as resp:
+                async with state.session.post(url, data=payload, headers=self._headers[spec.id]) as resp:
                     raw = await resp.read()
                     status, headers = resp.status, resp.headers
-            if status >= 400:
-                error = provider_error(status, headers, raw, spec.id)
-                if status == 429:
+        except _Refused as exc:
+            self._check_reachable(url, endpoint, exc)
+            raise
+        endpoint.answered = True
+        endpoint.refused_since = None
+        if status >= 400:
+            error = provider_error(status, headers, raw, spec.id)
+            if status == 429:
+                limiter.on_rate_limited(error.retry_after)
+            raise error
+        data = answers.parse_body(raw, spec.id)
+        if not isinstance(data, dict) or not isinstance(data.get("choices"), list) or not data["choices"]:
+            if isinstance(data, dict) and "error" in data:
+                error = provider_error(error_status_from_body(data), headers, raw, spec.id)
+                if error.status == 429:
                     limiter.on_rate_limited(error.retry_after)
                 raise error
-            try:
-                data = orjson.loads(raw)
-            except orjson.JSONDecodeError:
-                raise MalformedResponseError(f"answer is not JSON: {raw[:80]!r}", model=spec.id) from None
-            if not isinstance(data, dict) or not isinstance(data.get("choices"), list) or not data["choices"]:
-                if isinstance(data, dict) and "error" in data:
-                    error = provider_error(error_status_from_body(data), headers, raw, spec.id)
-                    if error.status == 429:
-                        limiter.on_rate_limited(error.retry_after)
-                    raise error
-                raise MalformedResponseError(f"answer has no choices: {raw[:80]!r}", model=spec.id)
-            limiter.on_success()
-            usage = data.get("usage") or {}
-            limiter.settle(estimate, int(usage.get("total_tokens") or estimate))
-            return data
+            raise MalformedResponseError(f"answer has no choices: {raw[:80]!r}", model=spec.id)
+        limiter.on_success()
+        return data
 
-    def _records(self, spec: ModelSpec, data: dict[str, Any], n: int) -> list[dict[str, Any]]:
-        usage = data.get("usage") or {}
-        choices = sorted(data["choices"], key=lambda c: c.get("index", 0))[:n]
-        k = len(choices)
-        prompt_tokens = usage.get("prompt_tokens")
-        completion_tokens = usage.get("completion_tokens")
-        cost = usage.get("cost")
-        if cost is None and None not in (spec.price_in, spec.price_out, prompt_tokens, completion_tokens):
-            cost = (prompt_tokens * spec.price_in + completion_tokens * spec.price_out) / 1e6  # type: ignore[operator]
-        if cost is not None and self.budget is not None:
-            self.budget.add(float(cost))
-        records = []
-        for choice in choices:
-            message = choice.get("message") or {}
-            text = message.get("content")
-            records.append(
-                {
-                    "text": text,
-                    "model": spec.id,
-                    "finish_reason": choice.get("finish_reason"),
-                    "prompt_tokens": None if prompt_tokens is None else round(prompt_tokens / k),
-                    "completion_tokens": None if completion_tokens is None else round(completion_tokens / k),
-                    "cost": None if cost is None else float(cost) / k,
-                    "cached": False,
-                    "error": None
-                    if isinstance(text, str)
-                    else f"no text in the answer (finish_reason={choice.get('finish_reason')})",
-                }
+    def _check_reachable(self, url: str, endpoint: _Endpoint, exc: _Refused) -> None:
+        """Give up on an endpoint that never answered once its connections were refused for a while."""
+        if endpoint.answered:
+            return
+        now = self._now()
+        if endpoint.refused_since is None:
+            endpoint.refused_since = now
+        elif now - endpoint.refused_since >= UNREACHABLE_AFTER_S:
+            reason = str(exc).split(": ", 1)[-1]
+            raise EndpointUnreachable(
+                f"{url}: {reason} for {now - endpoint.refused_since:.0f} s and never answered; "
+                "is the server running, and is base_url right?",
+                model=exc.model,
             )
-        return records
 
     @staticmethod
-    def _failed(model: str, error: str) -> dict[str, Any]:
-        return {
-            "text": None,
-            "model": model,
-            "finish_reason": None,
-            "prompt_tokens": None,
-            "completion_tokens": None,
-            "cost": None,
-            "cached": False,
-            "error": error,
-        }
+    def _priced(spec: ModelSpec, prompt_tokens: int, max_tokens: int, n: int) -> float | None:
+        """The most a request can cost at the configured prices (None without them)."""
+        if spec.price_in is None or spec.price_out is None:
+            return None
+        return (prompt_tokens * spec.price_in + max_tokens * n * spec.price_out) / 1e6
+
+    @staticmethod
+    def _cost(spec: ModelSpec, usage: answers.Usage) -> float | None:
+        """An answer's cost at the configured prices, when the provider reported none."""
+        if None in (spec.price_in, spec.price_out, usage.prompt_tokens, usage.completion_tokens):
+            return None
+        return (usage.prompt_tokens * spec.price_in + usage.completion_tokens * spec.price_out) / 1e6  # type: ignore[operator]

@@ -13,8 +13,10 @@ Exception tree (the CLI prints ``str(error)`` on one line and exits with ``exit_
     │   ├── ServerError                      5xx: retried
     │   ├── ProviderTimeoutError             no answer in time: retried
     │   ├── ProviderConnectionError          connection refused or dropped: retried
-    │   └── MalformedResponseError           an answer that is not the expected JSON: retried
-    ├── BudgetExceededError          exit 1  ``max_cost`` reached; finished rows are kept
+    │   │   └── EndpointUnreachable          every connection so far refused: fail fast
+    │   ├── MalformedResponseError           an answer that is not the expected JSON: retried
+    │   └── EmptyAnswerError                 a 200 without a usable answer (``""``, finish_reason error): retried
+    ├── BudgetExhausted              exit 1  ``max_cost`` reached; finished rows are kept
     ├── HubError                     exit 1  pushing to or reading from the Hub failed
     │   └── RepoIdError              exit 2  a repo id that is not NAMESPACE/NAME
     └── TrainError                   exit 1  training could not start or failed
@@ -72,8 +74,14 @@ class InputError(HfprefError):
     exit_code = 2
 
 
-class BudgetExceededError(HfprefError):
-    pass
+class BudgetExhausted(HfprefError):
+    """``max_cost`` is reached: no further request is sent. Answers that arrived are cached, so a rerun
+    with a higher budget pays only for what is missing. ``spent`` and ``limit`` are in USD."""
+
+    def __init__(self, message: str, *, spent: float, limit: float) -> None:
+        super().__init__(message)
+        self.spent = spent
+        self.limit = limit
 
 
 class HubError(HfprefError):
@@ -139,8 +147,27 @@ class ProviderConnectionError(ProviderError):
     retryable = True
 
 
+class EndpointUnreachable(ProviderConnectionError):
+    """Every connection to an endpoint so far was refused (nothing listens there): not worth retrying."""
+
+    retryable = False
+
+
 class MalformedResponseError(ProviderError):
     retryable = True
+
+
+class EmptyAnswerError(ProviderError):
+    """A paid 200 answer without a usable completion (empty, or ``finish_reason`` error): retried.
+
+    ``records`` are the completion records of that answer (with its cost), kept when retries run out.
+    """
+
+    retryable = True
+
+    def __init__(self, message: str, *, model: str, records: list[dict[str, Any]]) -> None:
+        super().__init__(message, model=model)
+        self.records = records
 
 
 def parse_retry_after(headers: Mapping[str, str], now: float | None = None) -> float | None:

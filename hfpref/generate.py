@@ -32,6 +32,7 @@ from hfpref.config import (
 from hfpref.errors import BadRequestError
 from hfpref.stage import (
     Stage,
+    check_on_budget,
     client_for,
     is_single_row,
     new_run_id,
@@ -56,14 +57,17 @@ SCHEMA = pa.schema(
                         ("completion_tokens", pa.int64()),
                         ("cost", pa.float64()),
                         ("cached", pa.bool_()),
+                        ("refusal", pa.string()),
                         ("error", pa.string()),
                     ]
                 )
             ),
         ),
+        ("reasoning", pa.list_(pa.string())),
     ]
 )
 """The columns generation adds (each completion's ``generation`` record: see :meth:`ChatClient.complete`)."""
+_METADATA = [f.name for f in SCHEMA.field("generation").type.value_type]
 
 
 @dataclass
@@ -76,6 +80,8 @@ class GenerateSpec:
     use_cache: bool = True
     max_cost: float | None = None
     run_id: str = field(default_factory=new_run_id)
+    budget_id: str | None = None  # the ledger shared with other stages of a job (default: run_id)
+    on_budget: str = "raise"
 
 
 def route(models: list[ModelSpec], seed: int, prompt_key: bytes, n: int) -> list[str]:
@@ -126,6 +132,8 @@ async def _generate(spec: GenerateSpec, batch: Mapping[str, Any], indices: Any =
         spec.cache_dir,
         spec.use_cache,
         spec.max_cost,
+        spec.budget_id,
+        spec.on_budget == "null",
     )
     params: dict[str, Any] = {"temperature": cfg.temperature, "max_tokens": cfg.max_tokens}
     if cfg.top_p is not None:
@@ -172,12 +180,22 @@ async def _generate(spec: GenerateSpec, batch: Mapping[str, Any], indices: Any =
 
     completions = [[r["text"] for r in rows] for rows in results]
     models_used = [[r["model"] for r in rows] for rows in results]
-    metadata = [[{k: v for k, v in r.items() if k != "text"} for r in rows] for rows in results]
+    reasoning = [[r["reasoning"] for r in rows] for rows in results]
+    metadata = [[{k: r[k] for k in _METADATA} for r in rows] for rows in results]
     if single:
-        return {"completions": completions[0], "completion_models": models_used[0], "generation": metadata[0]}
-    return typed_columns(
-        {"completions": completions, "completion_models": models_used, "generation": metadata}, SCHEMA
-    )
+        return {
+            "completions": completions[0],
+            "completion_models": models_used[0],
+            "generation": metadata[0],
+            "reasoning": reasoning[0],
+        }
+    columns = {
+        "completions": completions,
+        "completion_models": models_used,
+        "generation": metadata,
+        "reasoning": reasoning,
+    }
+    return typed_columns(columns, SCHEMA)
 
 
 class Generator(Stage):
@@ -188,7 +206,11 @@ class Generator(Stage):
     an API key is set, else the local default model. Sampling parameters, ``concurrency`` (requests
     in flight over all models) and ``seed`` (routing) are those of :class:`GenerateConfig`.
     ``cache_dir`` holds the request cache (default ``~/.cache/hfpref``; ``cache=False`` bypasses
-    it); ``max_cost`` stops sending once that many USD are spent.
+    it). ``max_cost`` is a hard cap in USD (at most one request's cost above it): once it is reached
+    the map raises :class:`~hfpref.errors.BudgetExhausted` after the answers in flight have arrived
+    and been cached (``on_budget="null"`` instead records the unsent completions as null, with the
+    reason in ``generation.error``, and lets the map finish). Stages given the same ``budget_id``
+    share one cap, in every process (``num_proc``).
     """
 
     function = staticmethod(_generate)
@@ -208,11 +230,13 @@ class Generator(Stage):
         prompt_column: str | None = None,
         base_url: str | None = None,
         api_key_env: str | None = None,
-        timeout_s: float = 600.0,
+        timeout_s: float = 300.0,
         max_retries: int = 8,
         cache_dir: str | None = None,
         cache: bool = True,
         max_cost: float | None = None,
+        budget_id: str | None = None,
+        on_budget: str = "raise",
         config: GenerateConfig | None = None,
         provider: ProviderConfig | None = None,
     ) -> Generator:
@@ -234,7 +258,15 @@ class Generator(Stage):
             provider = ProviderConfig(
                 base_url=base_url, api_key_env=api_key_env, timeout_s=timeout_s, max_retries=max_retries
             )
-        spec = GenerateSpec(config, provider, cache_dir, cache, max_cost)
+        spec = GenerateSpec(
+            config,
+            provider,
+            cache_dir,
+            cache,
+            max_cost,
+            budget_id=budget_id,
+            on_budget=check_on_budget(on_budget),
+        )
         return super().__new__(cls, spec)  # type: ignore[return-value]
 
     @classmethod

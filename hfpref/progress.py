@@ -12,7 +12,8 @@ from tqdm.auto import tqdm
 
 @dataclass
 class Stats:
-    """Counters of one Generator/Judge in this process. ``cost_usd`` sums only known costs."""
+    """Counters of one Generator/Judge in this process. Tokens and ``cost_usd`` are those of the answers
+    paid for here (retried failures included, cached answers not); ``cost_usd`` sums the known costs."""
 
     label: str
     requests: int = 0
@@ -28,6 +29,15 @@ class Stats:
     _bar: Any = None
     _postfix_at: float = 0.0
 
+    def answer(self, prompt_tokens: int | None, completion_tokens: int | None, cost: float | None) -> None:
+        """Count one answer that came back from an endpoint (paid, whether or not it is usable)."""
+        self.prompt_tokens += prompt_tokens or 0
+        self.completion_tokens += completion_tokens or 0
+        if cost is None:
+            self.unknown_cost += 1
+        else:
+            self.cost_usd += cost
+
     def record(self, record: dict[str, Any]) -> None:
         """Count one completion record (as written to the ``generation`` column)."""
         self.completions += 1
@@ -35,13 +45,6 @@ class Stats:
             self.cached += 1
         if record.get("error"):
             self.failed += 1
-            return
-        self.prompt_tokens += record.get("prompt_tokens") or 0
-        self.completion_tokens += record.get("completion_tokens") or 0
-        if record.get("cost") is None:
-            self.unknown_cost += 1
-        else:
-            self.cost_usd += record["cost"]
         self._tick()
 
     def _tick(self) -> None:

@@ -6,21 +6,26 @@ A :class:`ModelLimiter` combines three things for one model on one event loop:
   flight, every success raises it again by ``1/cap`` up to the configured ceiling;
 * token buckets for requests per minute and tokens per minute (``rpm``/``tpm``), refilled
   continuously, never bursting more than one second's worth of requests;
-* a pause: after a 429 with ``Retry-After`` no request of that model is sent until it has passed.
+* a pause: after a 429 with ``Retry-After`` no request of that model is sent until it has passed;
+  each request waiting on the pause waits up to ``PAUSE_JITTER`` of it longer, drawn at random, so
+  that the waiters do not all return in one burst.
 
-The clock and the sleep function are injectable so that tests control time instead of sleeping.
+The clock, the sleep function and the jitter source are injectable so that tests control time instead
+of sleeping.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
+import random
 import time
 from collections.abc import Awaitable, Callable
 from types import TracebackType
 
 Clock = Callable[[], float]
 Sleep = Callable[[float], Awaitable[None]]
+PAUSE_JITTER = 0.2
 
 
 class _Bucket:
@@ -51,12 +56,14 @@ class ModelLimiter:
         *,
         clock: Clock = time.monotonic,
         sleep: Sleep = asyncio.sleep,
+        jitter: Callable[[], float] = random.random,
     ) -> None:
         self.max_concurrency = max_concurrency
         self.cap = float(max_concurrency)
         self.in_flight = 0
         self.clock = clock
         self.sleep = sleep
+        self.jitter = jitter
         now = clock()
         self._requests = _Bucket(rpm, max(1.0, rpm / 60.0), now) if rpm else None
         self._tokens = _Bucket(tpm, max(1.0, tpm / 60.0), now) if tpm else None
@@ -98,7 +105,8 @@ class ModelLimiter:
             return
         while True:
             now = self.clock()
-            wait = self._paused_until - now
+            paused = self._paused_until - now
+            wait = paused
             if self._requests is not None:
                 self._requests.refill(now)
                 wait = max(wait, self._requests.wait_for(1))
@@ -111,6 +119,8 @@ class ModelLimiter:
                 if self._tokens is not None:
                     self._tokens.level -= tokens
                 return
+            if wait == paused:  # the 429 pause, not a bucket, holds this request: spread the returns
+                wait += paused * PAUSE_JITTER * self.jitter()
             await self.sleep(wait)
 
     def settle(self, estimated: int, actual: int) -> None:

@@ -26,7 +26,8 @@ from typing import Any
 
 import pyarrow as pa
 
-from hfpref.cache import Budget, RequestCache
+from hfpref.budget import Ledger
+from hfpref.cache import RequestCache
 from hfpref.client import ChatClient
 from hfpref.config import (
     KEY_REQUIRED_HOSTS,
@@ -131,12 +132,17 @@ def client_for(
     cache_dir: str | None,
     use_cache: bool,
     max_cost: float | None,
+    budget_id: str | None = None,
+    budget_nulls: bool = False,
     **client_options: Any,
 ) -> ChatClient:
-    """The process-wide client of one stage object (rebuilt in each ``num_proc`` worker)."""
+    """The process-wide client of one stage object (rebuilt in each ``num_proc`` worker).
+
+    ``max_cost`` is kept by the ledger of job ``budget_id`` (default: the stage's own ``run_id``):
+    stages given the same job draw on the same money, in every process."""
     client = _CLIENTS.get(run_id)
     if client is None:
-        root = Path(cache_dir).expanduser() if cache_dir else cache_root()
+        root = _cache_dir(cache_dir)
         for spec in models:
             check_credentials(provider, spec)
         client = ChatClient(
@@ -145,11 +151,33 @@ def client_for(
             concurrency=concurrency,
             cache=RequestCache(root / "requests.sqlite" if use_cache else None),
             stats=Stats(label),
-            budget=Budget(max_cost, root / "budget.sqlite", run_id) if max_cost is not None else None,
+            budget=None
+            if max_cost is None
+            else Ledger(max_cost, root / "budget.sqlite", budget_id or run_id),
+            budget_nulls=budget_nulls,
             **client_options,
         )
         _CLIENTS[run_id] = client
     return client
+
+
+def _cache_dir(cache_dir: str | None) -> Path:
+    return Path(cache_dir).expanduser() if cache_dir else cache_root()
+
+
+def budget_ledger(max_cost: float, cache_dir: str | None, job: str) -> Ledger:
+    """The ledger of job ``job`` in the budget file beside the request cache."""
+    return Ledger(max_cost, _cache_dir(cache_dir) / "budget.sqlite", job)
+
+
+BUDGET_STOPS = ("raise", "null")
+
+
+def check_on_budget(value: str) -> str:
+    """What a stage does when ``max_cost`` is reached: raise BudgetExhausted, or record nulls."""
+    if value not in BUDGET_STOPS:
+        raise ConfigError(f"on_budget must be one of {', '.join(BUDGET_STOPS)}, got {value!r}")
+    return value
 
 
 def check_credentials(provider: ProviderConfig, spec: ModelSpec) -> None:

@@ -10,13 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from hfpref.cache import Budget, RequestCache, request_key
+from hfpref.cache import RequestCache, request_key
 from hfpref.concurrency import gather_all, map_call
 from hfpref.config import ModelSpec, load_config, parse_models
 from hfpref.errors import (
     AuthenticationError,
     BadRequestError,
-    BudgetExceededError,
     ConfigError,
     HfprefError,
     ModelNotFoundError,
@@ -89,7 +88,7 @@ def test_429_pauses_the_model_and_halves_concurrency() -> None:
     t = FakeTime()
 
     async def main() -> tuple[float, float, float]:
-        limiter = ModelLimiter(8, clock=t.clock, sleep=t.sleep)
+        limiter = ModelLimiter(8, clock=t.clock, sleep=t.sleep, jitter=lambda: 0.5)
         limiter.in_flight = 8
         limiter.on_rate_limited(retry_after=3.0)
         cap_after = limiter.cap
@@ -102,8 +101,35 @@ def test_429_pauses_the_model_and_halves_concurrency() -> None:
 
     cap_after, started, cap_recovered = asyncio.run(main())
     assert cap_after == 4.0
-    assert started == pytest.approx(3.0)
+    assert started == pytest.approx(3.0 * (1 + 0.2 * 0.5))  # the pause, and a jittered share of it
     assert cap_recovered == 8.0
+
+
+def test_requests_waiting_on_a_pause_return_spread_out_never_early() -> None:
+    t = FakeTime()
+    draws = iter([0.0, 0.25, 0.5, 0.99])
+
+    async def sleep(seconds: float) -> None:  # concurrent sleepers: each wakes at its own time
+        t.sleeps.append(seconds)
+        start = t.now
+        await asyncio.sleep(0)
+        t.now = max(t.now, start + seconds)
+
+    async def main() -> None:
+        limiter = ModelLimiter(8, clock=t.clock, sleep=sleep, jitter=lambda: next(draws))
+        limiter.in_flight = 8
+        limiter.on_rate_limited(retry_after=10.0)  # the cap falls to 4
+        limiter.in_flight = 0
+
+        async def one() -> None:
+            async with limiter.slot():
+                pass
+
+        await asyncio.gather(*(one() for _ in range(4)))
+
+    asyncio.run(main())
+    # each waiter, having seen the whole 10 s pause ahead, waits it plus its own share of up to 20%
+    assert t.sleeps == pytest.approx([10.0, 10.5, 11.0, 11.98])
 
 
 def test_concurrency_cap_is_respected() -> None:
@@ -333,20 +359,6 @@ def test_answers_are_committed_by_the_end_of_the_loop_turn(tmp_path: Path) -> No
     assert reader.get("k4") == {"text": "k4"}
     first.close()
     second.close()
-
-
-def test_budget_is_shared_through_its_file(tmp_path: Path) -> None:
-    a = Budget(1.0, tmp_path / "b.sqlite", "run")
-    b = Budget(1.0, tmp_path / "b.sqlite", "run")  # e.g. a second num_proc worker
-    a.add(0.6)
-    b.add(0.5)
-    assert b.spent == pytest.approx(1.1)
-    with pytest.raises(BudgetExceededError, match=r"budget of \$1 reached"):
-        b.check()
-    a.check()  # a has not seen b's spend yet: it will at its next add
-    a.add(0.0)
-    with pytest.raises(BudgetExceededError):
-        a.check()
 
 
 def test_routing_is_deterministic_and_follows_weights() -> None:
