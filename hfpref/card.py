@@ -99,6 +99,21 @@ def _section(info: Mapping[str, Any], keys: Sequence[str]) -> dict[str, Any] | N
     }
 
 
+def _reasoning(prov: Mapping[str, Any]) -> str | None:
+    """The curation line on the models' reasoning (``curate.reasoning``); None when not recorded."""
+    mode = (prov.get("curate") or {}).get("reasoning")
+    if mode == "drop":
+        return "dropped (the completions are written without the models' reasoning)"
+    if mode != "inline":
+        return None
+    count = (prov.get("input") or {}).get("completions_with_reasoning")
+    had = "" if count is None else f"; {count:,} completions had reasoning"
+    return (
+        "inline (a completion with reasoning is written as "
+        f"`<think>\\n{{reasoning}}\\n</think>\\n\\n{{completion}}`{had}; the step configs carry none)"
+    )
+
+
 def _summary(prov: Mapping[str, Any]) -> str:
     names = ", ".join(f"`{name}`" for name in prov["configs"])
     made = prov.get("input")
@@ -289,7 +304,9 @@ def render_card(provenance: Mapping[str, Any], *, repo_id: str | None = None) ->
     ``license``, ``pretty_name``, ``tags``, ``summary`` and, when known, ``source`` (imported data: a
     dict shown as a list), ``source_statistics`` (records read, used and skipped, and distributions:
     see :func:`hfpref.builders.distribution`), ``generation``, ``judge``, ``curate``, ``input``, ``usage`` and ``limitations``
-    (a list of notes). ``repo_id`` fills the usage snippets.
+    (a list of notes). A ``generation`` or ``judge`` section marked ``inferred`` was read from the
+    data's columns, and the card says that its settings were not recorded. ``repo_id`` fills the usage
+    snippets.
     """
     from huggingface_hub import DatasetCard, DatasetCardData
 
@@ -323,6 +340,7 @@ def render_card(provenance: Mapping[str, Any], *, repo_id: str | None = None) ->
         "generation": _section(generation, ("n", "temperature", "top_p", "max_tokens", "seed")),
         "judge": _section(judge, ("mode", "aggregate", "scale", "swap")),
         "curate": provenance.get("curate"),
+        "reasoning": _reasoning(provenance),
         "input_summary": _input_summary(provenance.get("input")),
         "judge_stats": _judge_stats(provenance.get("input"), judge.get("statistics")),
         "usage": {

@@ -22,6 +22,16 @@ Rules (row numbers in messages are 0-based, as ``ds[i]``):
 - Style: ``conversational`` keeps message-list prompts as they are and wraps completions as
   ``[{"role": "assistant", "content": ...}]``; string prompts stay strings. ``standard`` writes plain
   strings, message contents joined by blank lines.
+- Reasoning (the optional ``reasoning`` column, parallel to ``completions``; none without it):
+  ``drop`` writes the completions alone; ``inline`` writes a completion whose reasoning is non-blank
+  text as ``<think>\\n{reasoning}\\n</think>\\n\\n{completion}`` (the R1/Qwen3 convention) wherever
+  it is written (dpo, sft, kto, grpo; in conversational style, the assistant message's content).
+  Pairing, thresholds and the removal of identical texts look at the completion alone, as judged.
+  Step configs never carry reasoning: their steps are steps of the final answer.
+- Provenance: the caller's ``generation``/``judge``/``usage`` sections (what only its settings know:
+  sampling parameters, the judge prompt …) completed with what the input's ``completion_models``,
+  ``generation`` and ``judge`` columns tell (:meth:`hfpref.scored.ScoredInput.made`), so that a folder
+  curated from a judged file records the same models, usage and judge statistics as ``hfpref run``'s.
 - Splits: prompts (not rows) are ranked by a seeded hash and the first ``ceil(test_size × prompts)``
   (at least one, never all) form ``test``, so a prompt never lands in two splits, the split does not
   depend on row order, and adding prompts moves few others. An empty split is not written.
@@ -50,6 +60,7 @@ if TYPE_CHECKING:
     from datasets import Dataset, DatasetDict
 
 _EPS = 1e-9
+THINK_OPEN, THINK_CLOSE = "<think>\n", "\n</think>\n\n"  # reasoning="inline": the R1/Qwen3 convention
 
 
 @dataclass
@@ -308,15 +319,42 @@ def _take(values: pa.Array | pa.ChunkedArray, indices: pa.Array) -> pa.Array:
     return gathered.take(pa.array(back))
 
 
-def _texts(flat: pa.ChunkedArray, indices: pa.Array, conv: bool) -> pa.Array:
-    """Completions by flat index, as strings or as one-message assistant lists."""
-    texts = _take(flat, indices).cast(pa.string())
-    if not conv:
+@dataclass
+class _Completions:
+    """Every completion of the input by flat index (``flat``, in the input's own buffers) and how they
+    are written: ``conv``, as one-message assistant lists; ``thoughts`` (``reasoning="inline"``), the
+    reasoning texts and each completion's index into them (-1: none), written before the completion."""
+
+    flat: pa.ChunkedArray
+    conv: bool
+    thoughts: tuple[pa.ChunkedArray, np.ndarray] | None
+
+    def texts(self, indices: pa.Array) -> pa.Array:
+        """The completions at flat ``indices``, as written."""
+        texts = _take(self.flat, indices).cast(pa.string())
+        if self.thoughts is not None:
+            texts = _inline_reasoning(texts, indices, *self.thoughts)
+        if not self.conv:
+            return texts
+        messages = pa.StructArray.from_arrays(
+            [pa.repeat("assistant", len(texts)), texts], names=["role", "content"]
+        )
+        return pa.ListArray.from_arrays(pa.array(range(len(texts) + 1), pa.int32()), messages)
+
+
+def _inline_reasoning(
+    texts: pa.Array, indices: pa.Array, thoughts: pa.ChunkedArray, where: np.ndarray
+) -> pa.Array:
+    """``texts``, the completions at flat ``indices``, each with its reasoning (``thoughts[where[i]]``;
+    none where that is -1) before it: ``<think>\\n{reasoning}\\n</think>\\n\\n{completion}``."""
+    at = where[indices.to_numpy()]
+    has = at >= 0
+    if not has.any():
         return texts
-    messages = pa.StructArray.from_arrays(
-        [pa.repeat("assistant", len(texts)), texts], names=["role", "content"]
-    )
-    return pa.ListArray.from_arrays(pa.array(range(len(texts) + 1), pa.int32()), messages)
+    found = _take(thoughts, pa.array(at[has])).cast(pa.string())  # only the reasoning that is written
+    aligned = found.take(pa.array(np.cumsum(has) - 1, mask=~has))  # null where a text has none
+    joined = pc.binary_join_element_wise(THINK_OPEN, aligned, THINK_CLOSE, texts, "")
+    return pc.coalesce(joined, texts)
 
 
 def _as_built(values: pa.Array) -> pa.Array:
@@ -331,28 +369,27 @@ def _as_built(values: pa.Array) -> pa.Array:
     return pa.Array.from_buffers(values.type, len(values), [None, *values.buffers()[1:]], 0, values.offset)
 
 
-def _column(flat: pa.ChunkedArray, built: _Built, name: str, values: pa.Array, conv: bool) -> pa.Array:
-    """One output column from its ordered values (texts from their flat indices in ``flat``)."""
+def _column(completions: _Completions, built: _Built, name: str, values: pa.Array) -> pa.Array:
+    """One output column from its ordered values (texts from their flat indices in ``completions``)."""
     if built.prompts is not None or name not in FLAT_TEXT:
         return _as_built(values)
     if name != "completions":
-        return _texts(flat, values, conv)
+        return completions.texts(values)
     offsets = pc.subtract(values.offsets, values.offsets[0])
-    return pa.ListArray.from_arrays(offsets, _texts(flat, values.flatten(), conv))
+    return pa.ListArray.from_arrays(offsets, completions.texts(values.flatten()))
 
 
 class _Rows:
     """One config's output rows, ordered train first so that each split is one run of rows, built
     ``SLICE_ROWS`` at a time: values from the config's parts, texts from the input (``prompts``: each
-    input row's prompt as written; ``flat``: every completion). ``release`` gives back the input's
-    pages after each column."""
+    input row's prompt as written; ``completions``: every completion). ``release`` gives back the
+    input's pages after each column."""
 
     def __init__(
         self,
         built: _Built,
         prompts: pa.Array | pa.ChunkedArray,
-        flat: pa.ChunkedArray,
-        conv: bool,
+        completions: _Completions,
         is_test: pa.Array,
         release: Callable[[], None],
     ) -> None:
@@ -363,7 +400,7 @@ class _Rows:
         self.src = src.take(self.order)  # and in the input
         bounds = {"train": (0, len(train)), "test": (len(train), len(self.order))}
         self.splits = {split: (a, b) for split, (a, b) in bounds.items() if b > a}  # empty ones left out
-        self.built, self.prompts, self.flat, self.conv, self.release = built, prompts, flat, conv, release
+        self.built, self.prompts, self.completions, self.release = built, prompts, completions, release
 
     def table(self, start: int, stop: int) -> pa.Table:
         """Output rows ``start`` to ``stop``."""
@@ -377,7 +414,7 @@ class _Rows:
         }
         self.release()
         for name in COLUMN_ORDER[built.name][1:]:
-            arrays[name] = _column(self.flat, built, name, _take(built.chunked(name), order), self.conv)
+            arrays[name] = _column(self.completions, built, name, _take(built.chunked(name), order))
             self.release()
         return pa.table(arrays)
 
@@ -438,13 +475,41 @@ def _configs(
     flat = pa.chunked_array(
         [chunk.flatten() for chunk in source.nested.chunks], source.nested.type.value_type
     )
+    completions = _Completions(flat, conv, source.reasoning_texts())
     source.pages.release()  # each chunk's offsets were read
     for name, built in builts.items():
         if not built.rows:
             continue
-        yield name, _Rows(built, prompts, flat, conv and built.prompts is None, is_test, source.pages.release)
+        yield name, _Rows(built, prompts, completions, is_test, source.pages.release)
         built.parts.clear()
         release_arrow_memory()
+
+
+def _completed(given: Mapping[str, Any], found: Mapping[str, Any]) -> dict[str, Any]:
+    """A ``generation``/``judge`` section: the caller's keys, then those only the data gives; models by
+    id, each with what the data tells of it (completions), then the models only the data names."""
+    section = {**given, **{key: value for key, value in found.items() if key not in given}}
+    known = {model["id"]: model for model in found.get("models", [])}
+    models = [{**known.get(model["id"], {}), **model} for model in given.get("models") or []]
+    listed = {model["id"] for model in models}
+    section["models"] = models + [model for model in found.get("models", []) if model["id"] not in listed]
+    return section
+
+
+def made_provenance(given: Mapping[str, Any], found: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+    """The provenance of a folder: the caller's (``given``: ``hfpref run`` passes its generation and judge
+    settings) with its ``generation`` and ``judge`` sections completed from ``found``, what the input's
+    columns tell (:meth:`hfpref.scored.ScoredInput.made`); ``usage`` from the data unless given. A
+    section only the data gives is marked ``inferred``: the card says its settings were not recorded."""
+    prov = dict(given)
+    for name in ("generation", "judge"):
+        if found.get(name):
+            prov[name] = (
+                _completed(given[name], found[name]) if given.get(name) else {**found[name], "inferred": True}
+            )
+    if "usage" not in prov and "usage" in found:
+        prov["usage"] = found["usage"]
+    return prov
 
 
 def curate_config(config: CurateConfig | None = None, **overrides: Any) -> CurateConfig:
@@ -520,14 +585,15 @@ def curate(
 ) -> Curated:
     """Turn scored rows into one ``DatasetDict`` (train/test) per config; write ``folder`` when given.
 
-    ``config`` (or keyword overrides such as ``strategy="all_pairs"``) chooses the configs and rules;
-    ``provenance`` adds what the caller knows (``generation``, ``judge``, ``summary``, ``tags`` …) to the
+    ``config`` (or keyword overrides such as ``strategy="all_pairs"`` or ``reasoning="inline"``) chooses
+    the configs and rules; ``provenance`` adds what the caller knows (``generation``, ``judge``,
+    ``summary``, ``tags`` …) to what the input's columns tell (see :func:`made_provenance`) in the
     ``hfpref.json`` and card written to ``folder``; ``license`` goes into the card (none: ``other``, no
     rights claimed); ``repo_id`` fills the card's usage snippets. A config that gets no rows is left out
     (``statistics`` says why); no rows at all is an :class:`InputError`.
     """
     cfg = curate_config(config, **overrides)
-    source = ScoredInput(ds, cfg.style, cfg.seed, usage="usage" not in (provenance or {}))
+    source = ScoredInput(ds, cfg.style, cfg.seed, reasoning=cfg.reasoning == "inline")
     steps_missing = not source.has_steps and bool(STEP_CONFIGS & set(cfg.formats))
     builts = {
         name: _Built(name, prompts=[] if name in STEP_CONFIGS else None)
@@ -551,12 +617,7 @@ def curate(
         summary = "; ".join(f"{n}: {', '.join(s['dropped']) or 'no rows'}" for n, s in stats.items())
         raise InputError(f"no config has any rows ({summary})")
     input_stats = source.stats(len(hashes))
-    prov = dict(provenance or {})
-    if "generation" not in prov and source.model_counts:
-        models = [{"id": model, "completions": n} for model, n in sorted(source.model_counts.items())]
-        prov["generation"] = {"models": models, "n": input_stats["max_completions"], "inferred": True}
-    if "usage" not in prov and source.usage is not None:
-        prov["usage"] = source.usage.result()
+    prov = made_provenance(provenance or {}, source.made())
     prov["curate"] = dataclasses.asdict(cfg)
     prov["input"] = input_stats
     prov["configs"] = {name: {"statistics": stats[name]} for name in names}

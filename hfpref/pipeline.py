@@ -15,10 +15,11 @@ import sys
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
+from hfpref.budget import Ledger
 from hfpref.concurrency import gather_all, map_call
 from hfpref.config import RunConfig, parse_models
-from hfpref.errors import BudgetExceededError, ConfigError, HfprefError, InputError
-from hfpref.stage import join_columns, prompt_column, read_text_file, to_messages
+from hfpref.errors import BudgetExhausted, ConfigError, HfprefError, InputError
+from hfpref.stage import budget_ledger, join_columns, new_run_id, prompt_column, read_text_file, to_messages
 
 MAP_BATCH_SIZE = 256
 GATE_ROWS = 4096  # rows let into a stage at once (or 16 per request of concurrency, if more)
@@ -122,17 +123,26 @@ def _fields(ds: Any, column: str, name: str) -> Iterator[Any]:
         yield from pc.struct_field(records, name).to_pylist()
 
 
-def generation_report(errors: Iterable[str | None]) -> tuple[int, int, list[str]]:
-    """(completions, failed, budget errors) from the ``error`` of every record of a ``generation`` column."""
+def generation_report(errors: Iterable[str | None]) -> tuple[int, int]:
+    """(completions, failed) from the ``error`` of every record of a ``generation`` column."""
     total = failed = 0
-    budget: list[str] = []
     for error in errors:
         total += 1
-        if error:
-            failed += 1
-            if "budget of $" in error:
-                budget.append(error)
-    return total, failed, budget
+        failed += bool(error)
+    return total, failed
+
+
+def _ledger(run: RunConfig, cache_dir: str | None) -> Ledger | None:
+    """The budget ledger of a new job (its stages share it: ``budget_id=ledger.job``), or None."""
+    if run.budget.max_cost_usd is None:
+        return None
+    return budget_ledger(run.budget.max_cost_usd, cache_dir, new_run_id())
+
+
+def _budget_options(ledger: Ledger | None) -> dict[str, Any]:
+    """A stage of the CLI records unsent completions as null (its finished rows are kept) and draws on
+    the job's ledger."""
+    return {"on_budget": "null", **({"budget_id": ledger.job} if ledger else {})}
 
 
 def _first_error(ds: Any) -> str:
@@ -254,12 +264,14 @@ def generate_file(
     from hfpref.generate import Generator
     from hfpref.io import check_output, load_rows, save_rows
 
+    ledger = _ledger(run, cache_dir)
     gen = Generator(
         config=run.generate,
         provider=run.provider,
         max_cost=run.budget.max_cost_usd,
         cache_dir=cache_dir,
         cache=use_cache,
+        **_budget_options(ledger),
     )
     check_output(output, nested=True)
     ds = load_rows(input_path)
@@ -267,17 +279,20 @@ def generate_file(
     out = _map_stage(
         ds, gen, run.generate.concurrency, MAP_BATCH_SIZE, num_proc=num_proc, desc="hfpref generate"
     )
-    total, failed, budget = generation_report(_fields(out, "generation", "error"))
+    total, failed = generation_report(_fields(out, "generation", "error"))
+    refused = ledger.refused() if ledger else 0
     if failed == total:  # nothing worth keeping: no output that looks like a result
-        first = _first_error(out)
-        raise (BudgetExceededError if budget else HfprefError)(
-            f"no completion succeeded, nothing written to {output}; the first error: {first}"
+        if ledger and refused:
+            raise _exhausted(ledger, f"no completion succeeded, nothing written to {output}")
+        raise HfprefError(
+            f"no completion succeeded, nothing written to {output}; the first error: {_first_error(out)}"
         )
     save_rows(out, output)
-    if budget:
-        raise BudgetExceededError(
-            f"{budget[0]}; {total - failed} of {total} completions are in {output}, "
-            f"{len(budget)} were not sent: rerun with a higher --max-cost to finish (finished requests are cached)"
+    if ledger and refused:
+        raise _exhausted(
+            ledger,
+            f"{total - failed} of {total} completions are in {output}, {refused} were not sent: rerun "
+            "with a higher --max-cost to finish (finished requests are cached)",
         )
     if failed:
         print(
@@ -303,11 +318,24 @@ def apply_judge_flags(run: RunConfig, flags: dict[str, Any]) -> None:
     _apply_client_flags(run, flags)
 
 
-def _map_generate(ds: Any, run: RunConfig, max_cost: float | None, **options: Any) -> Any:
+def _exhausted(ledger: Ledger, what: str) -> BudgetExhausted:
+    """The budget stop, with the spend of the whole job (every answer in flight has arrived by now)."""
+    spent = ledger.spent()
+    return BudgetExhausted(
+        f"budget of ${ledger.limit_usd:g} reached (${spent:.4f} spent); {what}",
+        spent=spent,
+        limit=ledger.limit_usd,
+    )
+
+
+def _map_generate(ds: Any, run: RunConfig, **options: Any) -> Any:
     from hfpref.generate import Generator
 
     gen = Generator(
-        config=run.generate, provider=run.provider, max_cost=max_cost, **options.pop("client", {})
+        config=run.generate,
+        provider=run.provider,
+        max_cost=run.budget.max_cost_usd,
+        **options.pop("client", {}),
     )
     check_prompts(ds, run.generate.prompt_column, run.generate.system_prompt)
     return _map_stage(
@@ -315,16 +343,14 @@ def _map_generate(ds: Any, run: RunConfig, max_cost: float | None, **options: An
     )
 
 
-def _map_judge(ds: Any, run: RunConfig, max_cost: float | None, **options: Any) -> Any:
+def _map_judge(ds: Any, run: RunConfig, **options: Any) -> Any:
     from hfpref.judge import Judge
 
-    judge = Judge(config=run.judge, provider=run.provider, max_cost=max_cost, **options.pop("client", {}))
+    judge = Judge(
+        config=run.judge, provider=run.provider, max_cost=run.budget.max_cost_usd, **options.pop("client", {})
+    )
     check_prompts(ds, None, completions=True)
     return _map_stage(ds, judge, run.judge.concurrency, MAP_BATCH_SIZE // 4, desc="hfpref judge", **options)
-
-
-def _cost(ds: Any, column: str) -> float:
-    return sum(cost or 0.0 for cost in _fields(ds, column, "cost"))
 
 
 def judge_file(
@@ -341,14 +367,20 @@ def judge_file(
 
     check_output(output, nested=True)
     ds = load_rows(input_path)
+    ledger = _ledger(run, cache_dir)
     out = _map_judge(
         ds,
         run,
-        run.budget.max_cost_usd,
         num_proc=num_proc,
-        client={"cache": use_cache, "cache_dir": cache_dir},
+        client={"cache": use_cache, "cache_dir": cache_dir, **_budget_options(ledger)},
     )
     save_rows(out, output)
+    if ledger and ledger.refused():
+        raise _exhausted(
+            ledger,
+            f"{ledger.refused()} judge requests were not sent (their scores are null) in {output}: rerun with "
+            "a higher --max-cost to finish (finished requests are cached)",
+        )
     stats = judge_statistics(_values(out, "judge"), _values(out, "scores"))
     if stats["parse_failure_rate"]:
         print(
@@ -367,36 +399,31 @@ def run_pipeline(
     from hfpref.curate import curate
     from hfpref.folder import check_folder
     from hfpref.io import load_rows
-    from hfpref.judge import judge_statistics
-    from hfpref.scored import Usage
 
     check_folder(folder)  # before any request is paid for
-    client = {"cache": use_cache, "cache_dir": cache_dir}
-    generated = _map_generate(load_rows(input_path), run, run.budget.max_cost_usd, client=client)
-    total, failed, budget = generation_report(_fields(generated, "generation", "error"))
-    if budget:
-        raise BudgetExceededError(
-            f"{budget[0]} during generation; no folder written: rerun with a higher budget "
-            f"(the {total - failed} finished completions are cached)"
+    ledger = _ledger(run, cache_dir)  # generation and judging draw on the same money
+    client = {"cache": use_cache, "cache_dir": cache_dir, **_budget_options(ledger)}
+    generated = _map_generate(load_rows(input_path), run, client=client)
+    total, failed = generation_report(_fields(generated, "generation", "error"))
+    if ledger and ledger.refused():
+        raise _exhausted(
+            ledger,
+            "generation stopped, no folder written: rerun with a higher budget "
+            f"(the {total - failed} finished completions are cached)",
         )
     if failed == total:
         first = _first_error(generated)
         raise HfprefError(f"no completion succeeded, no folder written; the first error: {first}")
-    spent = _cost(generated, "generation")
-    usage = Usage()  # read here, where `generated` is read anyway: curate need not read it again
-    usage.add(_values(generated, "generation"))
-    remaining = None if run.budget.max_cost_usd is None else max(0.0, run.budget.max_cost_usd - spent)
-    judged = _map_judge(generated, run, remaining, client=client, saved=False)
+    judged = _map_judge(generated, run, client=client, saved=False)
     del generated  # its rows are in `judged`: unmapping its file takes its pages out of memory
-    if any(error and "budget of $" in error for error in _fields(judged, "judge", "error")):
-        # later judge requests were not sent: a folder from half-judged rows would look done
-        raise BudgetExceededError(
-            f"budget of ${run.budget.max_cost_usd:g} reached during judging "
-            f"(${spent + _cost(judged, 'judge'):.4f} spent); no folder written: rerun with a higher budget "
-            "(finished requests are cached)"
+    if ledger and ledger.refused():  # a folder from half-judged rows would look done
+        raise _exhausted(
+            ledger,
+            "judging stopped, no folder written: rerun with a higher budget (finished requests are cached)",
         )
-    jstats = judge_statistics(_values(judged, "judge"), _values(judged, "scores"))
     gen = run.generate
+    # what only the settings know; curate adds what the columns tell (models' completions, requests,
+    # usage, judge statistics), as it does for a judged file curated on its own
     provenance = {
         "generation": {
             "models": [{"id": m.id, "weight": m.weight} for m in gen.models],
@@ -406,8 +433,6 @@ def run_pipeline(
             "max_tokens": gen.max_tokens,
             "system_prompt": gen.system_prompt,
             "seed": gen.seed,
-            "completions": total,
-            "failed": failed,
         },
         "judge": {
             "models": [{"id": m.id} for m in run.judge.models],
@@ -416,9 +441,7 @@ def run_pipeline(
             "scale": run.judge.scale,
             "swap": run.judge.swap,
             "aggregate": run.judge.aggregate,
-            "statistics": jstats,
         },
-        "usage": usage.result(),
     }
     result = curate(
         judged, folder, run.curate, provenance=provenance, license=run.hub.license, repo_id=run.hub.repo_id

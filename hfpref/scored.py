@@ -2,8 +2,12 @@
 chunks of ``CHUNK_ROWS`` rows (row numbers in messages are 0-based, as ``ds[i]``).
 
 Only one chunk is ever held as Python objects. What the configs need from every row stays in bytes
-(a digest of each row's prompt key) or in totals (statistics, token usage, model counts); the texts of the
-completions are never copied out of the input table: configs refer to them by flat index.
+(a digest of each row's prompt key; with ``reasoning``, each completion's index into the reasoning texts)
+or in totals (statistics, token usage, model counts); the texts of the completions and of their reasoning
+are never copied out of the input table: configs refer to them by flat index.
+
+The columns ``generate`` and ``judge`` add also tell how the data was made: :meth:`ScoredInput.made`
+reads the generation models, requests and usage, and the judge's models, mode and statistics, from them.
 """
 
 from __future__ import annotations
@@ -27,6 +31,20 @@ from hfpref.verdicts import split_steps
 
 STEP_SEPARATOR = "\n\n"
 CHUNK_ROWS = 1024  # input rows read into Python at a time: memory stays flat however many rows there are
+# the fields of a `judge` record that ScoredInput.made reads (hfpref.judge.judge_statistics, models, mode)
+JUDGE_FIELDS = frozenset(
+    [
+        "mode",
+        "models",
+        "calls",
+        "verdicts",
+        "parse_failures",
+        "pairs",
+        "inconsistent_pairs",
+        "agreement",
+        "cost",
+    ]
+)
 
 
 @dataclass(slots=True)
@@ -112,6 +130,21 @@ def _list(value: Any, row: int, column: str, length: int) -> list[Any]:
     return value
 
 
+def _is_list_of_text(kind: pa.DataType) -> bool:
+    """Whether ``kind`` is a list of strings (or of nulls only: a column that holds no text yet)."""
+    if not (pa.types.is_list(kind) or pa.types.is_large_list(kind)):
+        return False
+    value = kind.value_type
+    return pa.types.is_string(value) or pa.types.is_large_string(value) or pa.types.is_null(value)
+
+
+def _thoughts(row: int, reasoning: Any, length: int, first: int) -> Iterator[int]:
+    """For each completion of a row, the flat index of its reasoning when that is non-blank text, else
+    -1; ``first``: the flat index of the row's first reasoning entry."""
+    for j, thought in enumerate(_list(reasoning, row, "reasoning", length)):
+        yield first + j if isinstance(thought, str) and thought.strip() else -1
+
+
 def _step_items(
     row: int, texts: list[Any], step_scores: list[Any], steps_col: list[Any] | None
 ) -> list[Steps]:
@@ -128,16 +161,19 @@ def _step_items(
 
 
 class Usage:
-    """Tokens, cost (None = unknown), truncations and failures from the ``generation`` column."""
+    """Tokens, cost (None = unknown), truncations and failures from the ``generation`` column, and how
+    many records (completions asked for) it holds."""
 
     def __init__(self) -> None:
         self.counts = dict.fromkeys(["prompt_tokens", "completion_tokens", "truncated", "failed"], 0)
         self.cost: float | None = 0.0
+        self.records = 0
 
     def add(self, generation: Iterable[list[Any] | None]) -> None:
         """Add the ``generation`` records of some rows."""
         usage = self.counts
         for meta in (m for row in generation for m in row or [] if isinstance(m, dict)):
+            self.records += 1
             usage["prompt_tokens"] += meta.get("prompt_tokens") or 0
             usage["completion_tokens"] += meta.get("completion_tokens") or 0
             usage["truncated"] += meta.get("finish_reason") == "length"
@@ -153,9 +189,11 @@ class Usage:
 
 class ScoredInput:
     """The input table, its columns checked; :meth:`read` yields it in chunks of rows and keeps what the
-    configs need from every row: prompt keys, statistics, token usage, model counts."""
+    configs need from every row: prompt keys, statistics, token usage, model counts and, with
+    ``reasoning``, where each completion's reasoning is (a ``reasoning`` column is optional: a dataset
+    without one has none)."""
 
-    def __init__(self, ds: Any, style: str, seed: int = 0, *, usage: bool = True) -> None:
+    def __init__(self, ds: Any, style: str, seed: int = 0, *, reasoning: bool = False) -> None:
         self.pages = _arrow(ds)  # release() after each pass: the input's file pages leave the RSS
         table = self.pages.table
         names = table.column_names
@@ -172,11 +210,17 @@ class ScoredInput:
         ):
             raise InputError(f"column {prompt_name}: expected strings or message lists, got {prompt_type}")
         completions_type = table.schema.field("completions").type
-        if not (pa.types.is_list(completions_type) or pa.types.is_large_list(completions_type)) or not (
-            pa.types.is_string(completions_type.value_type)
-            or pa.types.is_large_string(completions_type.value_type)
-        ):
+        if not _is_list_of_text(completions_type) or pa.types.is_null(completions_type.value_type):
             raise InputError(f"column completions: expected lists of strings, got {completions_type}")
+        self.inline_reasoning = reasoning
+        self.reasoning: pa.ChunkedArray | None = None  # read only when it is written
+        if reasoning and "reasoning" in names and not pa.types.is_null(table.schema.field("reasoning").type):
+            if not _is_list_of_text(table.schema.field("reasoning").type):
+                raise InputError(
+                    "column reasoning: expected lists of strings or nulls, one per completion, got "
+                    f"{table.schema.field('reasoning').type}"
+                )
+            self.reasoning = table.column("reasoning")
         if not table.num_rows:
             raise InputError("input has no rows")
         self.table = table
@@ -184,7 +228,7 @@ class ScoredInput:
         self.prompt_column = table.column(prompt_name)
         self.nested = table.column("completions")
         self.has_steps = "step_scores" in names
-        self.usage = Usage() if usage and "generation" in names else None  # False: given by the caller
+        self.usage = Usage() if "generation" in names else None
         self.model_counts: Counter[str] = Counter()
         self.seed = seed
         self._ids = bytearray()  # each row's prompt as a 16-byte digest of its key
@@ -192,6 +236,8 @@ class ScoredInput:
         # the plain text of message-list prompts, when a config writes them as strings
         self._texts: list[pa.Array] | None = [] if self.conversational and style != "conversational" else None
         self._scores = array("d")  # every usable score, in row order
+        self._thoughts = array("q")  # each completion's flat index into the reasoning texts, -1: none
+        self._thought_count = 0  # reasoning entries read so far (the flat index of the next row's first)
         self._counts = dict.fromkeys(
             ["completions", "max_completions", "null_completions", "null_scores", "tied_rows"], 0
         )
@@ -212,6 +258,7 @@ class ScoredInput:
 
         prompts, completions, scores = col(self.prompt_name), col("completions"), col("scores")
         models, step_scores, steps_col = col("completion_models"), col("step_scores"), col("steps")
+        thoughts = col("reasoning") if self.reasoning is not None else None
         texts, keys, candidates, scored, steps = [], [], [], [], []
         counts = self._counts
         for i, (prompt, comps) in enumerate(zip(prompts, completions, strict=True), start):  # type: ignore[arg-type]
@@ -220,6 +267,9 @@ class ScoredInput:
             keys.append(prompt_key(prompt))
             comps, first = comps or [], flat
             flat += len(comps)
+            if thoughts is not None:
+                self._thoughts.extend(_thoughts(i, thoughts[k], len(comps), self._thought_count))
+                self._thought_count += len(thoughts[k] or [])
             row_scores = _scores(scores[k], i, len(comps))  # type: ignore[index]
             row_models = (
                 _list(models[k], i, "completion_models", len(comps)) if models else [None] * len(comps)
@@ -267,6 +317,68 @@ class ScoredInput:
         number[order] = np.arange(len(order))
         return np.frombuffer(self._ranks, dtype=np.uint64)[first[order]], number[ids]
 
+    def reasoning_texts(self) -> tuple[pa.ChunkedArray, np.ndarray] | None:
+        """(every reasoning text, by flat index; each completion's flat index into them, -1 where it has
+        no reasoning) after :meth:`read`; None when no completion has any or reasoning was not read."""
+        if self.reasoning is None or not self._with_reasoning():
+            return None
+        texts = pa.chunked_array(
+            [chunk.flatten() for chunk in self.reasoning.chunks], self.reasoning.type.value_type
+        )
+        return texts, np.frombuffer(self._thoughts, dtype=np.int64)
+
+    def _values(self, name: str) -> Iterator[Any]:
+        """The Python values of column ``name``, ``CHUNK_ROWS`` rows at a time (their pages given back)."""
+        column = self.table.column(name)
+        for start in range(0, len(column), CHUNK_ROWS):
+            yield from column.slice(start, CHUNK_ROWS).to_pylist()
+            self.pages.release()
+
+    def made(self) -> dict[str, dict[str, Any]]:
+        """How the data was made, as far as its columns tell (after :meth:`read`): ``generation`` (the
+        models of ``completion_models`` with their completions, the most per row and, from the
+        ``generation`` records, the requests and how many failed), ``usage`` (tokens and cost of the
+        ``generation`` records) and ``judge`` (the models and mode of the ``judge`` records and their
+        :func:`hfpref.judge.judge_statistics`). A section the columns say nothing about is left out."""
+        made: dict[str, dict[str, Any]] = {}
+        generation: dict[str, Any] = {}
+        if self.model_counts:
+            generation["models"] = [{"id": m, "completions": n} for m, n in sorted(self.model_counts.items())]
+            generation["n"] = self._counts["max_completions"]
+        if self.usage is not None:
+            generation["completions"] = self.usage.records
+            generation["failed"] = self.usage.counts["failed"]
+            made["usage"] = self.usage.result()
+        if generation:
+            made["generation"] = generation
+        judge = self._judge()
+        if judge:
+            made["judge"] = judge
+        return made
+
+    def _judge(self) -> dict[str, Any] | None:
+        """The judge's models (in order of first appearance), mode and statistics from a ``judge`` column of
+        records; None without one (or with a column of that name that holds something else)."""
+        from hfpref.judge import judge_statistics
+
+        kind = self.table.schema.field("judge").type if "judge" in self.table.column_names else None
+        if kind is None or not pa.types.is_struct(kind) or not {f.name for f in kind} >= JUDGE_FIELDS:
+            return None
+        models: dict[str, None] = {}
+        modes: dict[str, None] = {}
+
+        def records() -> Iterator[dict[str, Any]]:
+            for record in self._values("judge"):
+                if record is not None:
+                    models.update(dict.fromkeys(record["models"] or []))
+                    modes.update(dict.fromkeys([record["mode"]] if record["mode"] else []))
+                    yield record
+
+        statistics = judge_statistics(records(), (row or [] for row in self._values("scores")))
+        if not modes:
+            return None
+        return {"models": [{"id": m} for m in models], "mode": ", ".join(modes), "statistics": statistics}
+
     def texts(self) -> pa.Array | pa.ChunkedArray:
         """The prompt of each row as plain text (after :meth:`read`)."""
         if self._texts is None:  # string prompts are their own text
@@ -290,4 +402,8 @@ class ScoredInput:
             if all_scores
             else None,
             "tied_rows": counts["tied_rows"],
+            **({"completions_with_reasoning": self._with_reasoning()} if self.inline_reasoning else {}),
         }
+
+    def _with_reasoning(self) -> int:
+        return int(np.count_nonzero(np.frombuffer(self._thoughts, dtype=np.int64) >= 0))

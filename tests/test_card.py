@@ -63,6 +63,7 @@ FULL: dict[str, Any] = {
         "seed": 0,
         "style": "conversational",
         "step_threshold": 0.5,
+        "reasoning": "inline",
     },
     "input": {
         "rows": 1200,
@@ -74,6 +75,7 @@ FULL: dict[str, Any] = {
         "mean_score": 0.61234,
         "score_std": 0.2,
         "tied_rows": 40,
+        "completions_with_reasoning": 3150,
     },
     "usage": {
         "prompt_tokens": 480000,
@@ -182,6 +184,37 @@ def test_imported_source_records_and_distributions() -> None:
     assert "| overall_preference | count |\n|---|---:|\n| -3 | 5,000 |\n| 0 | 1,896 |\n| 3 | 33,459 |" in text
     assert "`empty`" not in text
     assert "### Source records" not in render_card(IMPORTED).text
+
+
+def test_sections_read_from_the_data_say_their_settings_were_not_recorded() -> None:
+    provenance = copy.deepcopy(FULL)
+    for name in ("generation", "judge"):
+        provenance[name] = {"models": provenance[name]["models"], "inferred": True}
+    provenance["judge"]["mode"] = "pairwise"
+    text = render_card(provenance).text
+    assert (
+        "### Judging\n\nRead from the dataset's `judge` column: the judge prompt, rubric scale, position swap "
+        "and sampling settings were not recorded.\n\n- Judges: `openai/gpt-4o`\n- `mode`: pairwise\n\n"
+        in text
+    )
+    assert "### Generation\n\nRead from the dataset's columns (`completion_models`, `generation`)" in text
+    assert "were not recorded" not in render_card(FULL).text
+
+
+def test_the_reasoning_choice_is_in_the_curation_section() -> None:
+    inline = render_card(FULL).text
+    assert (
+        "- Reasoning: inline (a completion with reasoning is written as "
+        "`<think>\\n{reasoning}\\n</think>\\n\\n{completion}`; 3,150 completions had reasoning; "
+        "the step configs carry none)\n" in inline
+    )
+    provenance = copy.deepcopy(FULL)
+    provenance["curate"]["reasoning"] = "drop"
+    assert "- Reasoning: dropped (the completions are written without the models' reasoning)\n" in (
+        render_card(provenance).text
+    )
+    del provenance["curate"]["reasoning"]  # folders curated before the option: no line
+    assert "Reasoning:" not in render_card(provenance).text
 
 
 def test_no_license_claims_no_rights() -> None:

@@ -86,7 +86,7 @@ def test_generate_writes_completions_and_a_summary_then_resumes_from_the_cache(
     result = hfpref(*args, "-o", tmp_path / "out.parquet")
     assert result.exit_code == 0, result.stderr
     out = datasets.load_dataset("parquet", data_files=str(tmp_path / "out.parquet"), split="train")
-    assert out.column_names == ["id", "prompt", "completions", "completion_models", "generation"]
+    assert out.column_names == ["id", "prompt", "completions", "completion_models", "generation", "reasoning"]
     assert out["id"] == list(range(20))
     for completions, models, meta in zip(
         out["completions"], out["completion_models"], out["generation"], strict=True
@@ -385,7 +385,7 @@ def test_run_out_of_budget_while_judging_writes_no_folder(fake_openai: FakeOpenA
     result = hfpref("run", source, "-o", tmp_path / "prefs", "-c", config, "--max-cost", "0.05")
     assert result.exit_code == 1
     assert re.fullmatch(
-        r"hfpref: error: budget of \$0\.05 reached during judging \(\$0\.0\d+ spent\); no folder written: "
+        r"hfpref: error: budget of \$0\.05 reached \(\$0\.0\d+ spent\); judging stopped, no folder written: "
         r"rerun with a higher budget \(finished requests are cached\)",
         error_line(result),
     )

@@ -231,6 +231,148 @@ def test_styles() -> None:
     assert (plain["prompt"], plain["chosen"]) == ("Sky?", "blue")  # string prompts stay strings
 
 
+def think(reasoning: str, completion: str) -> str:
+    return f"<think>\n{reasoning}\n</think>\n\n{completion}"
+
+
+def reasoned_rows(conversational: bool = False, tag: str = "") -> list[dict[str, Any]]:
+    """Reasoning for some completions: text, null, blank; a row whose whole reasoning list is null."""
+    prompt = messages if conversational else str
+    return [
+        row(
+            prompt(f"Sky?{tag}"),
+            ["blue", "green", "grey"],
+            [0.9, 0.1, 0.8],
+            reasoning=["Look up.", None, " \n"],
+        ),
+        row(prompt(f"2+2?{tag}"), ["4", "5"], [1.0, 0.0], reasoning=None),
+        row(prompt(f"1+1?{tag}"), ["3", "2"], [0.0, 1.0], reasoning=["Guess.", "Count."]),
+    ]
+
+
+@pytest.mark.parametrize("style", ["conversational", "standard"])
+def test_reasoning_inline_writes_it_before_every_completion_that_has_some(style: str) -> None:
+    conv = style == "conversational"
+    result = curate(
+        reasoned_rows(conversational=True),
+        test_size=0,
+        formats="dpo,sft,kto,grpo",
+        style=style,
+        reasoning="inline",
+    )
+
+    def text(value: Any) -> str:  # conversational: the content of the one assistant message
+        if conv:
+            assert [m["role"] for m in value] == ["assistant"]
+            return value[0]["content"]
+        return value
+
+    dpo = result["dpo"]["train"]
+    assert [(text(c), text(r)) for c, r in zip(dpo["chosen"], dpo["rejected"], strict=True)] == [
+        (think("Look up.", "blue"), "green"),  # null reasoning: the completion alone
+        ("4", "5"),  # no reasoning for the row
+        (think("Count.", "2"), think("Guess.", "3")),
+    ]
+    assert dpo["prompt"][0] == (messages("Sky?") if conv else "Be brief.\n\nSky?")
+    assert [text(c) for c in result["sft"]["train"]["completion"]] == [
+        think("Look up.", "blue"),
+        "grey",  # blank reasoning is none
+        "4",
+        think("Count.", "2"),
+    ]
+    assert [text(c) for c in result["kto"]["train"]["completion"]][:3] == [
+        think("Look up.", "blue"),
+        "grey",
+        "green",
+    ]
+    grpo = result["grpo"]["train"]
+    assert [[text(c) for c in cs] for cs in grpo["completions"]] == [
+        [think("Look up.", "blue"), "green", "grey"],
+        ["4", "5"],
+        [think("Guess.", "3"), think("Count.", "2")],
+    ]
+    assert result.provenance["curate"]["reasoning"] == "inline"
+    assert result.provenance["input"]["completions_with_reasoning"] == 3
+
+
+def test_reasoning_is_dropped_by_default_and_a_dataset_without_it_curates_the_same() -> None:
+    with_column = reasoned_rows()
+    without = [{k: v for k, v in r.items() if k != "reasoning"} for r in with_column]
+    options = {"test_size": 0, "formats": "dpo,sft,kto,grpo"}
+    dropped = curate(with_column, **options)
+    for other in (
+        curate(with_column, reasoning="drop", **options),
+        curate(without, reasoning="inline", **options),
+    ):
+        for name, splits in dropped.items():
+            assert other[name]["train"].data.table.equals(splits["train"].data.table), name
+    assert dropped["dpo"]["train"]["chosen"][0] == "blue"
+    assert dropped.provenance["curate"]["reasoning"] == "drop"
+    assert "completions_with_reasoning" not in dropped.provenance["input"]
+    assert (
+        curate(without, reasoning="inline", **options).provenance["input"]["completions_with_reasoning"] == 0
+    )
+
+
+def test_reasoning_inline_leaves_the_step_configs_and_the_pairing_alone() -> None:
+    rows = [
+        row(
+            "2+2?",
+            ["Add.\n\nIt is 4.", "Add.\n\nIt is 5."],
+            [1.0, 0.0],
+            step_scores=[[0.9, 0.9], [0.9, 0.1]],
+            reasoning=["Easy.", "Hmm."],
+        )
+    ]
+    inline = curate(rows, test_size=0, formats="dpo,step_dpo,stepwise", reasoning="inline")
+    plain = curate(rows, test_size=0, formats="dpo,step_dpo,stepwise")
+    for name in ("step_dpo", "stepwise"):
+        assert inline[name]["train"].to_list() == plain[name]["train"].to_list()
+    assert inline["step_dpo"]["train"]["chosen"] == ["It is 4."]
+    assert inline["dpo"]["train"]["chosen"] == [think("Easy.", "Add.\n\nIt is 4.")]
+    assert inline.statistics == plain.statistics
+
+
+def test_reasoning_inline_in_a_folder_and_in_chunks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from hfpref import scored
+
+    rows = [r for i in range(5) for r in reasoned_rows(tag=str(i))]  # 15 rows, 15 reasoning texts
+    in_memory = curate(rows, test_size=0.3, formats="dpo,grpo", reasoning="inline")
+    chosen = [c for split in in_memory["dpo"].values() for c in split["chosen"]]
+    assert chosen.count(think("Count.", "2")) == 5 and chosen.count("4") == 5
+    monkeypatch.setattr(scored, "CHUNK_ROWS", 2)  # a row's reasoning found across chunks
+    mapped = Dataset.from_list(rows).map(  # a file of 4-row record batches: columns of several chunks
+        lambda batch: batch, batched=True, cache_file_name=str(tmp_path / "rows.arrow"), writer_batch_size=4
+    )
+    written = curate(mapped, tmp_path / "prefs", test_size=0.3, formats="dpo,grpo", reasoning="inline")
+    assert set(written["dpo"]) == {"train", "test"}
+    for name, splits in in_memory.items():
+        for split, ds in splits.items():
+            assert load_dataset(str(tmp_path / "prefs"), name, split=split).to_list() == ds.to_list()
+            assert written[name][split].to_list() == ds.to_list()
+    card = (tmp_path / "prefs" / "README.md").read_text()
+    assert "- Reasoning: inline (" in card and "15 completions had reasoning" in card
+
+
+@pytest.mark.parametrize(
+    ("rows", "message"),
+    [
+        (
+            [row("q", ["a", "b"], [0.9, 0.1], reasoning=["x"])],
+            "row 0: reasoning has 1 entries, completions has 2",
+        ),
+        (
+            [row("q", ["a", "b"], [0.9, 0.1], reasoning="one text for the row")],
+            r"column reasoning: expected lists of strings or nulls, one per completion, got string",
+        ),
+    ],
+)
+def test_bad_reasoning_is_named_when_it_is_written(rows: list[dict[str, Any]], message: str) -> None:
+    with pytest.raises(InputError, match=message):
+        curate(rows, test_size=0, formats="dpo", reasoning="inline")
+    assert curate(rows, test_size=0, formats="dpo")["dpo"]["train"]["chosen"] == ["a"]  # dropped: never read
+
+
 def test_the_spec_call_works_after_the_module_is_imported(tmp_path: Path) -> None:
     import hfpref
     import hfpref.curate  # importing the submodule must not hide the function
@@ -424,6 +566,8 @@ def test_bad_options() -> None:
         curate([row("q", ["a", "b"], [1.0, 0.0])], min_margin=2)
     with pytest.raises(ConfigError, match="unknown option"):
         curate([row("q", ["a", "b"], [1.0, 0.0])], margin=0.1)
+    with pytest.raises(ConfigError, match=r"^curate.reasoning must be drop or inline, got 'think'$"):
+        curate([row("q", ["a", "b"], [1.0, 0.0])], reasoning="think")
     with pytest.raises(InputError, match="no config has any rows"):
         curate([row("q", ["a", "b"], [0.5, 0.5])], formats="dpo")
 
@@ -503,10 +647,36 @@ def test_cli_curate(
     assert set(load_dataset(str(tmp_path / "out"), "sft")) == {"train", "test"}
 
 
+def test_cli_curate_reasoning_from_the_flag_over_the_config_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source = tmp_path / "scored.jsonl"
+    source.write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in reasoned_rows()))
+    config = tmp_path / "hfpref.toml"
+    config.write_text('[curate]\nreasoning = "inline"\ntest_size = 0.0\nformats = ["dpo"]\n')
+    assert run_cli(monkeypatch, "curate", str(source), "-o", str(tmp_path / "a"), "-c", str(config)) == 0
+    chosen = load_dataset(str(tmp_path / "a"), "dpo", split="train")["chosen"]
+    assert chosen == [think("Look up.", "blue"), "4", think("Count.", "2")]
+    args = ("curate", str(source), "-o", str(tmp_path / "b"), "-c", str(config), "--reasoning", "drop")
+    assert run_cli(monkeypatch, *args) == 0
+    assert load_dataset(str(tmp_path / "b"), "dpo", split="train")["chosen"] == ["blue", "4", "2"]
+    assert "- Reasoning: dropped" in (tmp_path / "b" / "README.md").read_text()
+
+
 @pytest.mark.parametrize(
     ("args", "code", "message"),
     [
         (["curate", "missing.jsonl", "-o", "out"], 2, "missing.jsonl: no such file or folder"),
+        (
+            ["curate", "data.jsonl", "-o", "out", "--reasoning", "keep"],
+            2,
+            "'keep' is not one of 'drop', 'inline'",
+        ),
+        (
+            ["curate", "data.jsonl", "-o", "out", "-c", "bad.toml"],
+            2,
+            "curate.reasoning must be drop or inline",
+        ),
         (["curate", "data.txt", "-o", "out"], 2, "unknown file type '.txt'"),
         (
             ["curate", "data.jsonl", "-o", "out", "--min-margin", "2"],
@@ -526,6 +696,7 @@ def test_cli_curate_errors_are_one_line(
 ) -> None:
     monkeypatch.chdir(tmp_path)
     (tmp_path / "data.txt").write_text("x")
+    (tmp_path / "bad.toml").write_text('[curate]\nreasoning = "keep"\n')
     (tmp_path / "data.jsonl").write_bytes(orjson.dumps(row("q", ["a", "b"], [1.0, 0.0])) + b"\n")
     assert run_cli(monkeypatch, *args) == code
     err = capsys.readouterr().err

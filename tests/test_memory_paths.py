@@ -333,11 +333,8 @@ def test_reports_read_in_batches_match_the_row_by_row_reading(
     assert pipeline.generation_report(pipeline._fields(ds, "generation", "error")) == (
         len(records),
         sum(bool(e) for e in errors),
-        [e for e in errors if e and "budget of $" in e],
     )
     assert pipeline._first_error(ds) == next(e for e in errors if e)
-    assert pipeline._cost(ds, "generation") == sum(record["cost"] or 0.0 for record in records)
-    assert pipeline._cost(ds, "judge") == sum(r["judge"]["cost"] or 0.0 for r in rows)
 
     usage = scored.Usage()
     usage.add(pipeline._values(ds, "generation"))
