@@ -18,7 +18,7 @@ import sys
 import types
 from typing import TYPE_CHECKING, Any
 
-from hfpref.errors import HfprefError
+from hfpref.errors import BudgetExhausted, HfprefError
 
 if TYPE_CHECKING:
     from hfpref.curate import curate
@@ -29,7 +29,18 @@ if TYPE_CHECKING:
 
 __version__ = "0.1.0"
 
-__all__ = ["Generator", "HfprefError", "Judge", "__version__", "curate", "generate", "judge", "push", "train"]
+__all__ = [
+    "BudgetExhausted",
+    "Generator",
+    "HfprefError",
+    "Judge",
+    "__version__",
+    "curate",
+    "generate",
+    "judge",
+    "push",
+    "train",
+]
 
 _LAZY = {
     "Generator": "hfpref.generate",

@@ -57,12 +57,6 @@ class Ledger:
         """Completions not asked for because the cap was reached (in every process of the job)."""
         return int(self._db.execute("SELECT refused FROM ledger WHERE job = ?", (self.job,)).fetchone()[0])
 
-    def exhausted(self) -> BudgetExhausted:
-        spent = self.spent()
-        return BudgetExhausted(
-            f"budget of ${self.limit_usd:g} reached (${spent:.4f} spent)", spent=spent, limit=self.limit_usd
-        )
-
     def _estimate(self, model: str, tokens: int, completions: int, priced: float | None) -> float | None:
         if priced is not None:
             return priced

@@ -10,7 +10,18 @@ import pytest
 
 import hfpref
 
-PUBLIC = {"Generator", "HfprefError", "Judge", "__version__", "curate", "generate", "judge", "push", "train"}
+PUBLIC = {
+    "BudgetExhausted",
+    "Generator",
+    "HfprefError",
+    "Judge",
+    "__version__",
+    "curate",
+    "generate",
+    "judge",
+    "push",
+    "train",
+}
 
 
 def _run(code: str) -> str:
@@ -25,6 +36,7 @@ def test_all_is_the_documented_api_and_every_name_resolves() -> None:
     for name in hfpref.__all__:
         assert getattr(hfpref, name) is not None
     assert issubclass(hfpref.HfprefError, Exception)
+    assert issubclass(hfpref.BudgetExhausted, hfpref.HfprefError)  # catchable on its own
     assert isinstance(hfpref.__version__, str)
 
 

@@ -14,7 +14,7 @@ from datasets import Dataset
 
 from hfpref.budget import Ledger
 from hfpref.cli import cli
-from hfpref.errors import BudgetExhausted
+from hfpref.errors import BudgetExhausted, ConfigError
 from hfpref.generate import Generator
 from tests.fake_openai import FakeOpenAI
 
@@ -123,7 +123,9 @@ def _write_prompts(path: Path, k: int) -> Path:
 
 
 @pytest.mark.parametrize("num_proc", [1, 4])
-def test_the_cli_keeps_the_cap_across_processes_and_says_the_real_spend(tmp_path: Path, num_proc: int) -> None:
+def test_the_cli_keeps_the_cap_across_processes_and_says_the_real_spend(
+    tmp_path: Path, num_proc: int
+) -> None:
     with FakeOpenAI(cost_per_token=PER_TOKEN, latency_s=0.05) as fake:
         out = tmp_path / "out.jsonl"
         args = [
@@ -148,3 +150,19 @@ def test_the_cli_keeps_the_cap_across_processes_and_says_the_real_spend(tmp_path
     kept = sum(c is not None for r in rows for c in r["completions"])
     assert int(match["kept"]) == kept == 4 * fake.ok
     assert int(match["unsent"]) == 1200 - kept
+
+
+def test_a_cap_on_answers_without_a_cost_asks_for_prices_and_pays_nothing_twice() -> None:
+    with FakeOpenAI(latency_s=0.01) as fake:  # no usage.cost, and no prices configured
+        gen = Generator(models=["m/a"], n=1, max_tokens=8, base_url=fake.base_url, max_cost=1.0)
+        with pytest.raises(
+            ConfigError, match=r"model m/a: its answers report no cost .* set price_in and price_out"
+        ):
+            _prompts(20).map(gen, batched=True, batch_size=4)
+        assert fake.requests == 1  # nothing known about the price: the first request went alone
+        priced = {"id": "m/a", "price_in": 1.0, "price_out": 1.0}
+        out = _prompts(20).map(
+            Generator(models=[priced], n=1, max_tokens=8, base_url=fake.base_url, max_cost=1.0), batched=True
+        )
+        assert None not in [c[0] for c in out["completions"]]
+        assert fake.requests == 20 and not fake.duplicates()  # the first answer had been cached
