@@ -13,18 +13,21 @@ from __future__ import annotations
 
 import codecs
 import itertools
+import logging
 import mmap
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from hfpref.errors import HfprefError, InputError
+from hfpref.errors import HfprefError, HubError, InputError
 
 if TYPE_CHECKING:
     import pyarrow as pa
-    from datasets import Dataset
+    from datasets import Dataset, DatasetDict
 
 FILE_BUILDERS = {".jsonl": "json", ".json": "json", ".parquet": "parquet", ".csv": "csv"}
 HUB_PREFIX = "hf://datasets/"
@@ -88,7 +91,8 @@ def load_rows(source: str | os.PathLike[str], *, split: str = "train") -> Datase
     """Load the rows of ``source``: a `.jsonl/.json/.parquet/.csv` file, a ``save_to_disk`` folder or a Hub id.
 
     A ``DatasetDict`` (folder or Hub repo) gives its ``split`` (or its only split).
-    Raises :class:`InputError` with one line for a missing path, an unknown extension or unreadable data.
+    Raises :class:`InputError` with one line for a missing path, an unknown extension, unreadable data or
+    a Hub id with no readable dataset, and :class:`HubError` with one line when the Hub cannot be reached.
     """
     import datasets
 
@@ -120,14 +124,54 @@ def load_rows(source: str | os.PathLike[str], *, split: str = "train") -> Datase
     repo_id = _hub_id(text)
     if repo_id is None:
         raise InputError(f"{text}: no such file or folder, and not a Hub dataset id (user/name)")
+    return _pick_split(_load_from_hub(repo_id, text), text, split)
+
+
+@contextmanager
+def _quiet_hub_retries() -> Iterator[None]:
+    """Silence huggingface_hub's warning per HTTP retry ("Retrying in 8s [Retry 4/5]"): a load that ends
+    up failing says so in one line, one that succeeds needs no account of its retries."""
+    http_logger = logging.getLogger("huggingface_hub.utils._http")
+    level = http_logger.level
+    http_logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        http_logger.setLevel(level)
+
+
+def _load_from_hub(repo_id: str, text: str) -> Dataset | DatasetDict:
+    """``load_dataset(repo_id)``, its failures as one line: :class:`HubError` (exit 1) when the Hub cannot be
+    reached, as that may pass; :class:`InputError` (exit 2) when no dataset by that name can be read, as a
+    missing local file is."""
+    import datasets
+    from datasets.data_files import EmptyDatasetError
+    from huggingface_hub.errors import OfflineModeIsEnabled
+
     from hfpref.hub import hub_errors
 
+    where = f"cannot load dataset {repo_id!r} from the Hub"
     try:
-        with hub_errors(repo_id):
-            return _pick_split(datasets.load_dataset(repo_id, split=None), text, split)
+        with hub_errors(repo_id), _quiet_hub_retries():
+            return datasets.load_dataset(repo_id, split=None)
     except datasets.exceptions.DatasetNotFoundError:
         raise InputError(
             f"{text}: no such file or folder, and no Hub dataset {repo_id} (or no access)"
+        ) from None
+    except (datasets.exceptions.DataFilesNotFoundError, EmptyDatasetError):
+        raise InputError(f"{where}: the repo holds no data files that datasets can read") from None
+    except (OfflineModeIsEnabled, ConnectionError):
+        # datasets raises the builtin ConnectionError ("Couldn't reach ... on the Hub") for a refused
+        # connection, a timeout or HF_HUB_OFFLINE, once huggingface_hub's retries are spent, and drops
+        # the cause; which of them it was is read from the settings it used.
+        if datasets.config.HF_HUB_OFFLINE:
+            raise HubError(
+                f"{where}: HF_HUB_OFFLINE is set and it is not in the local cache; "
+                "pass a local file, or unset HF_HUB_OFFLINE"
+            ) from None
+        raise HubError(
+            f"{where}: no connection to {datasets.config.HF_ENDPOINT}; "
+            "pass a local file, or check the network and HF_ENDPOINT"
         ) from None
 
 

@@ -1,8 +1,10 @@
 """hfpref's CLI against a real peer: ``transformers serve`` with a tiny random model on the CPU.
 
-Findings (transformers 5.23): the model id is the served folder path (answers echo ``PATH@main``);
-``/v1/models`` lists nothing for a folder; ``n`` is accepted (200) but only one choice comes back,
-so hfpref asks for the missing samples one request at a time.
+Findings (transformers 5.25): the model id is the served folder path; ``n`` is accepted (200) but only
+one choice comes back, so hfpref asks for the missing samples one request at a time. The server answers
+400 to a prompt that fills the model's context (``max_position_embeddings``, or ``--max-model-len``, which
+may only shorten it) before generating; 5.23 ran such a prompt. The built-in judge prompts run past 1,024
+tokens under the tiny model's 512-token vocabulary, so the served copy of it has a longer context.
 """
 
 from __future__ import annotations
@@ -38,8 +40,30 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+# Room for a built-in judge prompt (1,024 to 1,040 tokens with the tiny tokenizer) and its answer.
+SERVED_CONTEXT = 4096
+
+
 @pytest.fixture(scope="module")
-def served(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
+def served_model(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of the tiny model whose context is ``SERVED_CONTEXT`` tokens instead of 1,024.
+
+    The Llama's rotary position embeddings have no weights: only the configured length changes."""
+    from transformers import AutoConfig, AutoTokenizer
+
+    path = tmp_path_factory.mktemp("served-model") / "tiny"
+    shutil.copytree(tiny_model, path)
+    config = AutoConfig.from_pretrained(path)
+    config.max_position_embeddings = SERVED_CONTEXT
+    config.save_pretrained(path)
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    tokenizer.model_max_length = SERVED_CONTEXT
+    tokenizer.save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def served(served_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
     """(base_url, model_id) of a ``transformers serve`` process, stopped at the end of the module."""
     hf_home = tmp_path_factory.mktemp("serve-hf")
     (hf_home / "hub").mkdir()  # /v1/models answers 500 until it exists
@@ -48,7 +72,7 @@ def served(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     log = tmp_path_factory.mktemp("serve-log") / "serve.log"
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            [*SERVE, str(tiny_model), "--host", "127.0.0.1", "--port", str(port), "--device", "cpu"],
+            [*SERVE, str(served_model), "--host", "127.0.0.1", "--port", str(port), "--device", "cpu"],
             stdout=out,
             stderr=subprocess.STDOUT,
             env=env,
@@ -68,7 +92,7 @@ def served(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterat
             if time.monotonic() > deadline:
                 pytest.fail(f"transformers serve not ready in 60 s: {log.read_text()[-2000:]}")
             time.sleep(0.5)
-        yield base_url, str(tiny_model)
+        yield base_url, str(served_model)
     finally:
         proc.terminate()
         try:
