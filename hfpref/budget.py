@@ -114,16 +114,21 @@ class Ledger:
             raise refusal
         return estimate or 0.0
 
-    def settle(self, reserved: float, cost: float, model: str, tokens: int | None, completions: int) -> None:
-        """An answer came back: its ``cost`` is spent, its reservation freed, its price learnt."""
+    def settle(
+        self, reserved: float, cost: float | None, model: str, tokens: int | None, completions: int
+    ) -> None:
+        """An answer came back: its ``cost`` is spent, its reservation freed, its price learnt. An answer
+        whose cost is unknown (None) is counted at what it reserved, and teaches nothing."""
         db = self._db
         db.execute("BEGIN IMMEDIATE")
         try:
             db.execute(
                 "UPDATE ledger SET spent = spent + ?, reserved = MAX(0, reserved - ?), open = open - 1 "
                 "WHERE job = ?",
-                (cost, reserved, self.job),
+                (reserved if cost is None else cost, reserved, self.job),
             )
+            if cost is None:
+                return
             per_token = cost / tokens if tokens else None
             db.execute(
                 "INSERT INTO prices VALUES (?, ?, ?, ?) ON CONFLICT (job, model) DO UPDATE SET "

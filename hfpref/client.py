@@ -479,6 +479,9 @@ class ChatClient:
                 reserved = await ledger.reserve(
                     spec.id, bound, n, self._priced(spec, bound, max_tokens, n), self.sleep
                 )
+                if self._unpriced is not None:  # learnt while this request waited for its reservation
+                    ledger.release(reserved)
+                    raise self._unpriced
             state.sending += 1
             state.idle.clear()
             settled = False
@@ -495,7 +498,7 @@ class ChatClient:
                             f"model {spec.id}: its answers report no cost (usage.cost), so --max-cost cannot "
                             "be kept; set price_in and price_out for it in hfpref.toml"
                         )
-                    ledger.settle(reserved, reserved if cost is None else cost, spec.id, usage.tokens, n)
+                    ledger.settle(reserved, cost, spec.id, usage.tokens, n)
                 settled = True
             finally:
                 if ledger is not None and not settled:
