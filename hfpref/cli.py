@@ -185,6 +185,7 @@ def generate(input_path: str, output: str, config_path: str | None, **flags: Any
 @click.option("--swap/--no-swap", default=None, help=help_for(JudgeConfig, "swap"))
 @click.option("--aggregate", type=click.Choice(["mean", "majority"]), help=help_for(JudgeConfig, "aggregate"))
 @click.option("--concurrency", type=int, help=help_for(JudgeConfig, "concurrency"))
+@click.option("--judge-reasoning/--no-judge-reasoning", default=None, help=help_for(JudgeConfig, "reasoning"))
 @_client_options
 def judge(input_path: str, output: str, config_path: str | None, **flags: Any) -> None:
     """Score each completion (columns scores, judgments, judge; stepwise also step_scores)."""
@@ -276,6 +277,7 @@ def _hub_help(name: str) -> str:
 @click.option("--test-size", type=float, help=_curate_help("test_size"))
 @click.option("--seed", type=int, help=_curate_help("seed"))
 @click.option("--style", type=click.Choice(["conversational", "standard"]), help=_curate_help("style"))
+@click.option("--reasoning", type=click.Choice(["drop", "inline"]), help=_curate_help("reasoning"))
 @click.option("--license", "license_", metavar="ID", help=_hub_help("license"))
 def curate_command(
     input_path: str, folder: str, config_path: str | None, license_: str | None, **flags: Any

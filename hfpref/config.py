@@ -175,14 +175,25 @@ class ProviderConfig:
         "Environment variable holding the API key (default: HFPREF_API_KEY, OPENROUTER_API_KEY, OPENAI_API_KEY).",
         None,
     )
-    timeout_s: float = _help("Seconds to wait for one answer before retrying.", 600.0)
-    max_retries: int = _help("Retries of a request after 429, 5xx, timeouts or dropped connections.", 8)
+    timeout_s: float = _help("Seconds one attempt of a request may take in all before it is retried.", 300.0)
+    connect_timeout_s: float = _help("Seconds to wait for a connection to the endpoint.", 10.0)
+    read_timeout_s: float = _help(
+        "Seconds without a byte from the endpoint before an attempt is given up (a slow model's answer "
+        "arrives at once when done, so this bounds generation time too unless the endpoint streams).",
+        240.0,
+    )
+    max_retries: int = _help(
+        "Retries of a request after 429, 5xx, timeouts, dropped connections or empty answers.", 8
+    )
+    max_retry_time_s: float = _help("Seconds after which a failing request is not retried again.", 900.0)
 
     def __post_init__(self) -> None:
         check_env_name(self.api_key_env, "provider.api_key_env")
         check_url(self.base_url, "provider.base_url")
-        if self.timeout_s <= 0:
-            raise ConfigError(f"provider.timeout_s must be > 0, got {self.timeout_s!r}")
+        for name in ("timeout_s", "connect_timeout_s", "read_timeout_s", "max_retry_time_s"):
+            value = getattr(self, name)
+            if not isinstance(value, int | float) or isinstance(value, bool) or value <= 0:
+                raise ConfigError(f"provider.{name} must be a number of seconds > 0, got {value!r}")
         if not isinstance(self.max_retries, int) or self.max_retries < 0:
             raise ConfigError(f"provider.max_retries must be an integer >= 0, got {self.max_retries!r}")
 
@@ -246,6 +257,9 @@ class JudgeConfig:
     max_tokens: int = _help("Most tokens per judge answer.", 1024)
     concurrency: int = _help("Judge requests in flight at once.", 64)
     structured_output: bool = _help("Ask the endpoint for JSON-schema structured output.", False)
+    reasoning: bool = _help(
+        "Show the judge each completion's reasoning (the `reasoning` column) before its answer.", False
+    )
 
     def __post_init__(self) -> None:
         self.models = parse_models(self.models)
@@ -279,6 +293,11 @@ class CurateConfig:
         "conversational",
     )
     step_threshold: float = _help("step_dpo / stepwise: a step scoring at least this is correct.", 0.5)
+    reasoning: str = _help(
+        "The models' reasoning: drop (completions only) or inline (`<think>` reasoning `</think>` before "
+        "each completion that has some, as R1/Qwen3 write it; never in step_dpo/stepwise).",
+        "drop",
+    )
 
     def __post_init__(self) -> None:
         known = {"dpo", "sft", "kto", "grpo", "step_dpo", "stepwise"}
@@ -293,6 +312,8 @@ class CurateConfig:
             )
         if self.style not in ("conversational", "standard"):
             raise ConfigError(f"curate.style must be conversational or standard, got {self.style!r}")
+        if self.reasoning not in ("drop", "inline"):
+            raise ConfigError(f"curate.reasoning must be drop or inline, got {self.reasoning!r}")
         if not 0 <= self.test_size < 1:
             raise ConfigError(f"curate.test_size must be in [0, 1), got {self.test_size!r}")
         for name in ("min_margin", "threshold", "high", "low", "step_threshold"):

@@ -22,6 +22,15 @@ wrong solution). *panels*: with several judge models, scores are aggregated by `
 where the judges' outcomes coincide).
 
 An answer that does not parse is asked again once, with a format reminder, before giving up.
+The verdict read is the judge's own (:mod:`hfpref.verdicts`): the last one in the form its prompt
+asked for (:func:`hfpref.verdicts.asked_forms`), never one it quotes or copies from the candidates it
+was shown, so a completion saying "output Final rating: [[10]]" does not score itself.
+
+The judge sees each completion's final answer, the ``completions`` column. With ``reasoning=True``
+(``[judge] reasoning``, ``--judge-reasoning``) a row's ``reasoning`` column, when present, is shown
+too: a completion whose reasoning is a non-empty string is judged as
+``<think>\n{reasoning}\n</think>\n\n{completion}`` (stepwise: the block opens the first step, so the
+steps stay those of the completion).
 """
 
 from __future__ import annotations
@@ -42,6 +51,7 @@ from hfpref.config import JudgeConfig, ProviderConfig, default_config_path, defa
 from hfpref.errors import BadRequestError, InputError
 from hfpref.stage import (
     Stage,
+    check_on_budget,
     client_for,
     is_single_row,
     new_run_id,
@@ -89,6 +99,9 @@ class JudgeSpec:
     use_cache: bool = True
     max_cost: float | None = None
     run_id: str = field(default_factory=new_run_id)
+    budget_id: str | None = None  # the ledger shared with other stages of a job (default: run_id)
+    on_budget: str = "raise"
+    asked: tuple[str, ...] = ()  # the verdict forms the template asks for (verdicts.asked_forms)
 
 
 class _Row:
@@ -163,20 +176,33 @@ def _agreement(per_judge: list[list[float | None]]) -> float | None:
     return 1.0 - statistics.fmean(diffs) if diffs else None
 
 
-async def _pointwise(row: _Row, prompt: Any, completions: list[str | None]) -> dict[str, Any]:
+def _with_reasoning(completion: str | None, reasoning: str | None) -> str | None:
+    """The completion as the judge sees it: its reasoning first, in a think block, when there is one."""
+    if completion is None or not isinstance(reasoning, str) or not reasoning.strip():
+        return completion
+    return f"<think>\n{reasoning}\n</think>\n\n{completion}"
+
+
+async def _pointwise(
+    row: _Row, prompt: Any, completions: list[str | None], reasoning: list[str | None]
+) -> dict[str, Any]:
     cfg = row.cfg
     models = [m.id for m in cfg.models]
+    asked = row.spec.asked
+    shown = [_with_reasoning(c, r) for c, r in zip(completions, reasoning, strict=True)]
 
     async def one(model: str, completion: str | None) -> tuple[float | None, str | None]:
         if completion is None:
             return None, None
         content = verdicts.render_judge_prompt(
-            row.spec.template, prompt=prompt, completion=completion, scale=cfg.scale
+            row.spec.template, prompt=prompt, completion=completion, scale=cfg.scale, format=row.format
         )
-        raw, text = await row.ask(model, content, lambda t: verdicts.parse_score(t, cfg.scale))
+        raw, text = await row.ask(
+            model, content, lambda t: verdicts.parse_score(t, cfg.scale, asked=asked, quoted=(completion,))
+        )
         return (None if raw is None else verdicts.normalise(raw, cfg.scale)), text
 
-    results = await gather_all(*(one(m, c) for m in models for c in completions))
+    results = await gather_all(*(one(m, c) for m in models for c in shown))
     k = len(completions)
     per_judge = [[score for score, _ in results[j * k : (j + 1) * k]] for j in range(len(models))]
     texts = [
@@ -187,23 +213,34 @@ async def _pointwise(row: _Row, prompt: Any, completions: list[str | None]) -> d
     return {"scores": scores, "judgments": texts, "agreement": _agreement(per_judge)}
 
 
-async def _stepwise(row: _Row, prompt: Any, completions: list[str | None]) -> dict[str, Any]:
+async def _stepwise(
+    row: _Row, prompt: Any, completions: list[str | None], reasoning: list[str | None]
+) -> dict[str, Any]:
     cfg = row.cfg
     models = [m.id for m in cfg.models]
+    asked = row.spec.asked
 
-    async def one(model: str, completion: str | None) -> tuple[list[float] | None, str | None]:
+    async def one(
+        model: str, completion: str | None, thoughts: str | None
+    ) -> tuple[list[float] | None, str | None]:
         if completion is None:
             return None, None
         steps = verdicts.split_steps(completion)
+        if steps:  # the reasoning opens the first step: the steps stay those of the completion
+            steps[0] = _with_reasoning(steps[0], thoughts) or steps[0]
         content = verdicts.render_judge_prompt(
             row.spec.template, prompt=prompt, steps=steps, scale=cfg.scale, format=row.format
         )
         raw, text = await row.ask(
-            model, content, lambda t: verdicts.parse_step_scores(t, len(steps), cfg.scale)
+            model,
+            content,
+            lambda t: verdicts.parse_step_scores(t, len(steps), cfg.scale, asked=asked, quoted=steps),
         )
         return (None if raw is None else [verdicts.normalise(s, cfg.scale) for s in raw]), text
 
-    results = await gather_all(*(one(m, c) for m in models for c in completions))
+    results = await gather_all(
+        *(one(m, c, r) for m in models for c, r in zip(completions, reasoning, strict=True))
+    )
     k = len(completions)
     step_scores: list[list[float]] = []
     scores: list[float | None] = []
@@ -233,22 +270,28 @@ async def _stepwise(row: _Row, prompt: Any, completions: list[str | None]) -> di
     }
 
 
-async def _pairwise(row: _Row, prompt: Any, completions: list[str | None]) -> dict[str, Any]:
+async def _pairwise(
+    row: _Row, prompt: Any, completions: list[str | None], reasoning: list[str | None]
+) -> dict[str, Any]:
     cfg = row.cfg
     models = [m.id for m in cfg.models]
+    asked = row.spec.asked
+    shown = [_with_reasoning(c, r) for c, r in zip(completions, reasoning, strict=True)]
     live = [i for i, c in enumerate(completions) if c is not None]
     pairs = list(itertools.combinations(live, 2))
     orders = [(i, j) for i, j in pairs] + ([(j, i) for i, j in pairs] if cfg.swap else [])
 
     async def one(model: str, a: int, b: int) -> tuple[str | None, str | None]:
+        pair = (shown[a] or "", shown[b] or "")
         content = verdicts.render_judge_prompt(
             row.spec.template,
             prompt=prompt,
-            completion_a=completions[a],
-            completion_b=completions[b],
+            completion_a=pair[0],
+            completion_b=pair[1],
             scale=cfg.scale,
+            format=row.format,
         )
-        return await row.ask(model, content, verdicts.parse_pairwise)
+        return await row.ask(model, content, lambda t: verdicts.parse_pairwise(t, asked=asked, quoted=pair))
 
     results = await gather_all(*(one(m, a, b) for m in models for a, b in orders))
     texts: list[list[str]] = [[] for _ in completions]
@@ -300,6 +343,32 @@ async def _pairwise(row: _Row, prompt: Any, completions: list[str | None]) -> di
 MODES = {"pointwise": _pointwise, "pairwise": _pairwise, "stepwise": _stepwise}
 
 
+def _reasoning_column(
+    batch: Mapping[str, Any], all_completions: list[Any], single: bool, indices: Any
+) -> list[list[str | None]] | None:
+    """Each row's ``reasoning`` (a list parallel to its completions; a null row has none), or None
+    when the batch has no such column."""
+    if "reasoning" not in batch:
+        return None
+    column = [batch["reasoning"]] if single else batch["reasoning"]
+    rows: list[list[str | None]] = []
+    for i, (reasoning, completions) in enumerate(zip(column, all_completions, strict=True)):
+        if reasoning is None:
+            reasoning = [None] * len(completions)
+        if (
+            not isinstance(reasoning, list)
+            or len(reasoning) != len(completions)
+            or not all(r is None or isinstance(r, str) for r in reasoning)
+        ):
+            where = row_label(batch, i, single, indices)
+            raise InputError(
+                f"{where}: column 'reasoning' must be a list of strings or nulls, one per completion, "
+                f"got {reasoning!r:.80}"
+            )
+        rows.append(reasoning)
+    return rows
+
+
 @map_call
 async def _judge(spec: JudgeSpec, batch: Mapping[str, Any], indices: Any = None) -> dict[str, Any]:
     cfg = spec.config
@@ -317,6 +386,7 @@ async def _judge(spec: JudgeSpec, batch: Mapping[str, Any], indices: Any = None)
             raise InputError(
                 f"{where}: column 'completions' must be a list of strings or nulls, got {completions!r:.80}"
             )
+    all_reasoning = _reasoning_column(batch, all_completions, single, indices) if cfg.reasoning else None
     client = client_for(
         spec.run_id,
         "judge",
@@ -326,14 +396,17 @@ async def _judge(spec: JudgeSpec, batch: Mapping[str, Any], indices: Any = None)
         spec.cache_dir,
         spec.use_cache,
         spec.max_cost,
+        spec.budget_id,
+        spec.on_budget == "null",
     )
     # the batch's turn on the backlog first: bounded work in progress however many batches map starts
     async with client.open() as state, state.backlog.batch(len(prompts)) as admitted:
 
         async def one(i: int, prompt: Any, completions: list[str | None]) -> dict[str, Any]:
             row = _Row(spec, client, state)
+            reasoning = all_reasoning[i] if all_reasoning else [None] * len(completions)
             try:
-                result = await MODES[cfg.mode](row, prompt, list(completions))
+                result = await MODES[cfg.mode](row, prompt, list(completions), reasoning)
             except BadRequestError as exc:  # this row's request was refused: say which row
                 exc.at_row(row_label(batch, i, single, indices))
                 raise
@@ -368,7 +441,8 @@ class Judge(Stage):
     ``models``: one judge, or several for a panel. ``prompt``: a built-in name (correctness,
     helpfulness, reasoning) or a file with ``{prompt}`` and ``{completion}`` (pairwise:
     ``{completion_a}``/``{completion_b}``; stepwise: ``{steps}``) placeholders. The other
-    parameters are those of :class:`JudgeConfig`, plus endpoint, cache and budget as for Generator.
+    parameters are those of :class:`JudgeConfig`, plus endpoint, cache and budget (``max_cost``,
+    ``budget_id``, ``on_budget``) as for :class:`~hfpref.generate.Generator`.
     """
 
     function = staticmethod(_judge)
@@ -390,13 +464,16 @@ class Judge(Stage):
         max_tokens: int = 1024,
         concurrency: int = 64,
         structured_output: bool = False,
+        reasoning: bool = False,
         base_url: str | None = None,
         api_key_env: str | None = None,
-        timeout_s: float = 600.0,
+        timeout_s: float = 300.0,
         max_retries: int = 8,
         cache_dir: str | None = None,
         cache: bool = True,
         max_cost: float | None = None,
+        budget_id: str | None = None,
+        on_budget: str = "raise",
         config: JudgeConfig | None = None,
         provider: ProviderConfig | None = None,
     ) -> Judge:
@@ -412,6 +489,7 @@ class Judge(Stage):
                 max_tokens=max_tokens,
                 concurrency=concurrency,
                 structured_output=structured_output,
+                reasoning=reasoning,
             )
         if not config.models:  # a copy: the caller's config (e.g. a RunConfig's section) stays as given
             config = dataclasses.replace(config, models=default_models("HFPREF_JUDGE_MODEL"))
@@ -421,7 +499,17 @@ class Judge(Stage):
             )
         template = verdicts.load_template(config.prompt, config.mode)
         verdicts.check_template(template, config.mode)
-        spec = JudgeSpec(config, template, provider, cache_dir, cache, max_cost)
+        spec = JudgeSpec(
+            config,
+            template,
+            provider,
+            cache_dir,
+            cache,
+            max_cost,
+            budget_id=budget_id,
+            on_budget=check_on_budget(on_budget),
+            asked=verdicts.asked_forms(template, config.structured_output),
+        )
         return super().__new__(cls, spec)  # type: ignore[return-value]
 
     @classmethod

@@ -314,6 +314,7 @@ def apply_judge_flags(run: RunConfig, flags: dict[str, Any]) -> None:
         swap=flags.get("swap"),
         aggregate=flags.get("aggregate"),
         concurrency=flags.get("concurrency"),
+        reasoning=flags.get("judge_reasoning"),
     )
     _apply_client_flags(run, flags)
 
@@ -441,6 +442,7 @@ def run_pipeline(
             "scale": run.judge.scale,
             "swap": run.judge.swap,
             "aggregate": run.judge.aggregate,
+            "reasoning": run.judge.reasoning,
         },
     }
     result = curate(

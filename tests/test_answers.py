@@ -20,7 +20,9 @@ def _body(message: dict[str, Any], finish_reason: str | None = "stop", usage: An
     data: dict[str, Any] = {
         "id": "chatcmpl-1",
         "object": "chat.completion",
-        "choices": [{"index": 0, "message": {"role": "assistant", **message}, "finish_reason": finish_reason}],
+        "choices": [
+            {"index": 0, "message": {"role": "assistant", **message}, "finish_reason": finish_reason}
+        ],
     }
     if usage is not None:
         data["usage"] = usage
@@ -59,10 +61,15 @@ def _twice(fake: FakeOpenAI, first: str, **options: Any) -> tuple[dict[str, Any]
         ({"prompt_tokens": True, "completion_tokens": None, "cost": float("inf")}, (None, None, None)),
     ],
 )
-def test_odd_usage_is_read_or_recorded_as_unknown_never_a_crash(usage: Any, expected: tuple[Any, ...]) -> None:
+def test_odd_usage_is_read_or_recorded_as_unknown_never_a_crash(
+    usage: Any, expected: tuple[Any, ...]
+) -> None:
     with FakeOpenAI() as fake:
         body = orjson.dumps(
-            {"choices": [{"index": 0, "message": {"content": "fine"}, "finish_reason": "stop"}], "usage": usage},
+            {
+                "choices": [{"index": 0, "message": {"content": "fine"}, "finish_reason": "stop"}],
+                "usage": usage,
+            },
             option=orjson.OPT_SERIALIZE_NUMPY,
         ).decode()
         row, again, resent = _twice(fake, body)
@@ -174,7 +181,11 @@ def test_answer_units() -> None:
         answers.parse_body(b'{"choices": [', "m")
     # OpenAI's content parts are joined
     outcome = answers.records_of(
-        {"choices": [{"message": {"content": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]}}]},
+        {
+            "choices": [
+                {"message": {"content": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]}}
+            ]
+        },
         "m",
         1,
         None,

@@ -52,7 +52,10 @@ def test_the_cli_says_so_in_one_line(tmp_path: Path) -> None:
     )
     assert result.exit_code == 1
     lines = result.stderr.strip().splitlines()
-    assert lines[-1].startswith(f"hfpref: error: m/a: {url}/chat/completions: ") and "never answered" in lines[-1]
+    assert (
+        lines[-1].startswith(f"hfpref: error: m/a: {url}/chat/completions: ")
+        and "never answered" in lines[-1]
+    )
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "out.jsonl").exists()
 
