@@ -150,7 +150,7 @@ def child(ns: argparse.Namespace) -> None:
 
     timer = _timer(ns.warmup)
     if ns.child == "hfpref":
-        from hfpref.train import train
+        from hfpref.training.train import train
 
         settings = [
             f"max_steps={ns.steps}",

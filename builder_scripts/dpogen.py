@@ -6,7 +6,7 @@
 DPO output, ``output`` SFT output.
 
 - SFT output (``input``, ``output``, ``model``, ``score`` in [0, 1]): samples are grouped by ``input``
-  and curated by :func:`hfpref.curate.curate` into ``--formats`` (default ``sft,kto,grpo``; add
+  and curated by :func:`hfpref.stages.curate.curate` into ``--formats`` (default ``sft,kto,grpo``; add
   ``dpo`` to pair the best and worst sample of each input): ``sft`` keeps samples scoring at least
   ``--threshold``, ``kto`` labels them desirable. Skipped and counted: samples with a null score or an
   empty output. Score statistics go into the card.
@@ -22,9 +22,17 @@ from collections.abc import Iterable
 
 import click
 
-from hfpref.builders import Field, Importer, ImportOptions, distribution, import_command, run, scored_config
 from hfpref.config import CurateConfig, help_for
 from hfpref.errors import InputError
+from hfpref.importers.base import (
+    Field,
+    Importer,
+    ImportOptions,
+    distribution,
+    import_command,
+    run,
+    scored_config,
+)
 
 
 def detect(record: Field) -> str:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import click
 
-from hfpref.builders import Importer, ImportOptions, distribution, import_command, run
+from hfpref.importers.base import Importer, ImportOptions, distribution, import_command, run
 
 PREFERENCES = range(-3, 4)
 

@@ -6,7 +6,7 @@ A rollout's prompt is ``responses_create_params.input`` (messages or a string; `
 set, becomes a leading system message; the Responses API role ``developer`` becomes ``system``). Its
 completion is the text of the ``output_text`` parts of the ``message`` items of ``response.output``,
 messages joined by blank lines: reasoning items and tool calls are left out. Its score is ``reward``.
-Rollouts are grouped by prompt and curated by :func:`hfpref.curate.curate`: ``same_prompt`` pairs the
+Rollouts are grouped by prompt and curated by :func:`hfpref.stages.curate.curate`: ``same_prompt`` pairs the
 best with the worst rollout of each prompt (``--min-gap``: smallest reward gap), ``stratified`` pairs
 rollouts with reward ≥ ``--high`` with rollouts with reward ≤ ``--low``; ``kto`` labels a rollout
 desirable when its reward ≥ ``--threshold``; ``grpo`` keeps every rollout with its reward.
@@ -22,9 +22,17 @@ from typing import Any
 
 import click
 
-from hfpref.builders import Field, Importer, ImportOptions, distribution, import_command, run, scored_config
 from hfpref.config import CurateConfig, help_for
-from hfpref.folder import prompt_key
+from hfpref.importers.base import (
+    Field,
+    Importer,
+    ImportOptions,
+    distribution,
+    import_command,
+    run,
+    scored_config,
+)
+from hfpref.repo.folder import prompt_key
 
 
 def rollout_prompt(record: Field) -> list[dict[str, str]]:

@@ -24,8 +24,8 @@ from __future__ import annotations
 
 import click
 
-from hfpref.builders import Field, Importer, ImportOptions, distribution, import_command, run
-from hfpref.curate import step_prompt
+from hfpref.importers.base import Field, Importer, ImportOptions, distribution, import_command, run
+from hfpref.stages.curate import step_prompt
 
 RATINGS = (-1, 0, 1)
 

@@ -15,7 +15,7 @@ rejected gives no ``dpo`` or ``kto`` rows (counted); its chosen answer still goe
 
 from __future__ import annotations
 
-from hfpref.builders import Field, Importer, ImportOptions, distribution, import_command, run
+from hfpref.importers.base import Field, Importer, ImportOptions, distribution, import_command, run
 
 
 def conversation(field: Field) -> tuple[list[dict[str, str]], str]:

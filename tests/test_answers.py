@@ -10,9 +10,9 @@ import orjson
 import pytest
 from datasets import Dataset
 
-from hfpref import answers
 from hfpref.errors import MalformedResponseError
-from hfpref.generate import Generator
+from hfpref.stages.generate import Generator
+from hfpref.wire import answers
 from tests.fake_openai import FakeOpenAI, raw
 
 

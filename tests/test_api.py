@@ -44,14 +44,14 @@ def test_stage_callables_survive_importing_their_modules_first() -> None:
     # A fresh interpreter, so the submodules are imported before the package attributes are touched.
     out = _run(
         "import inspect\n"
-        "from hfpref.generate import Generator\n"
-        "from hfpref.judge import Judge\n"
-        "import hfpref.curate, hfpref.train, hfpref\n"
+        "from hfpref.stages.generate import Generator\n"
+        "from hfpref.stages.judge import Judge\n"
+        "import hfpref.stages.curate, hfpref.training.train, hfpref\n"
         "print(inspect.iscoroutinefunction(hfpref.generate), inspect.iscoroutinefunction(hfpref.judge),"
         " hfpref.curate.__module__, inspect.isfunction(hfpref.curate), inspect.isfunction(hfpref.train),"
         " hfpref.Generator is Generator, hfpref.Judge is Judge)"
     )
-    assert out == "True True hfpref.curate True True True True"
+    assert out == "True True hfpref.stages.curate True True True True"
 
 
 def test_generator_instances_are_coroutine_functions() -> None:

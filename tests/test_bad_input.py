@@ -3,7 +3,7 @@ on stderr naming what is wrong and what was expected, no traceback, and nothing 
 
 Each case runs in a fresh copy of a folder of inputs; the check compares the folder before and after, so
 "no partial output that looks complete" here means *no output at all*: outputs are renamed into place only
-when complete (:mod:`hfpref.io`, :func:`hfpref.export.export`), and errors are found before anything is
+when complete (:mod:`hfpref.stages.io`, :func:`hfpref.repo.export.export`), and errors are found before anything is
 written. Most cases run in-process through click's ``CliRunner`` on ``hfpref.cli.cli``, whose error
 handling is the console script's; a few run ``.venv/bin/hfpref`` to show there is no traceback and no
 stray log line end to end. ``datasets`` progress bars are switched off: they are progress, not errors.
@@ -34,8 +34,8 @@ import pytest
 from click.testing import CliRunner
 
 from hfpref.cli import cli
-from hfpref.curate import curate
 from hfpref.errors import HfprefError
+from hfpref.stages.curate import curate
 from tests.fake_openai import Behaviour, FakeOpenAI, fake_openai, ok, status
 
 __all__ = ["fake_openai"]  # the fixture
@@ -457,7 +457,7 @@ def test_an_output_replaced_by_a_failed_write_keeps_the_old_one(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A write that fails halfway (disk full, here) leaves the previous output, not a truncated one."""
-    from hfpref.io import save_rows
+    from hfpref.stages.io import save_rows
 
     out = tmp_path / "rows.jsonl"
     out.write_text('{"prompt": "old"}\n')
@@ -474,7 +474,7 @@ def test_an_output_replaced_by_a_failed_write_keeps_the_old_one(
 
 
 def test_a_save_to_disk_output_is_replaced_whole(tmp_path: Path) -> None:
-    from hfpref.io import load_rows, save_rows
+    from hfpref.stages.io import load_rows, save_rows
 
     save_rows(datasets.Dataset.from_dict({"prompt": ["a", "b"]}), tmp_path / "rows")
     save_rows(load_rows(tmp_path / "rows").map(lambda r: {"prompt": r["prompt"] * 2}), tmp_path / "rows")

@@ -12,10 +12,10 @@ import pytest
 from click.testing import CliRunner
 from datasets import Dataset
 
-from hfpref.budget import Ledger
 from hfpref.cli import cli
 from hfpref.errors import BudgetExhausted, ConfigError
-from hfpref.generate import Generator
+from hfpref.stages.generate import Generator
+from hfpref.wire.budget import Ledger
 from tests.fake_openai import FakeOpenAI
 
 CAP = 0.10

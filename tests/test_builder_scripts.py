@@ -18,9 +18,9 @@ import pytest
 from datasets import Dataset, load_dataset
 
 from builder_scripts import dpogen, helpsteer3, nemo_gym, prm800k, ultrafeedback
-from hfpref.export import validate_folder
-from hfpref.folder import read_provenance
-from hfpref.train import load_training_data
+from hfpref.repo.export import validate_folder
+from hfpref.repo.folder import read_provenance
+from hfpref.training.train import load_training_data
 from tests.hub_emulator import HubEmulator
 from tests.tiny_model import tiny_model
 
@@ -495,7 +495,7 @@ def test_hub_source_and_push(hub: HubEmulator, tmp_path: Path) -> None:
 
 
 def test_hfpref_train_runs_on_an_imported_folder(tmp_path: Path, tiny_model: Path) -> None:
-    from hfpref.train import train
+    from hfpref.training.train import train
 
     records = [helpsteer(chat(f"Add {i} and {i}."), f"{2 * i}.", "No idea.", -3) for i in range(8)]
     folder = tmp_path / "hs3"

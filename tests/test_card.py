@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from huggingface_hub import DatasetCard
 
-from hfpref.card import REPO_PLACEHOLDER, merge_card, render_card, size_category, templates_dir
+from hfpref.repo.card import REPO_PLACEHOLDER, merge_card, render_card, size_category, templates_dir
 
 GOLDEN = Path(__file__).parent / "golden"
 ROOT = Path(__file__).parent.parent
@@ -287,7 +287,7 @@ def test_templates_found_in_an_installed_wheel(tmp_path: Path) -> None:
     with zipfile.ZipFile(wheel) as archive:
         archive.extractall(tmp_path / "site")
     code = (
-        "import hfpref.card as c; print(c.templates_dir()); "
+        "import hfpref.repo.card as c; print(c.templates_dir()); "
         "print(c.render_card({'configs': {'dpo': {'splits': {'train': 1}}}}).data.license)"
     )
     env = {**os.environ, "PYTHONPATH": str(tmp_path / "site")}

@@ -19,9 +19,9 @@ import pytest
 from click.testing import CliRunner, Result
 from pytest import approx
 
-from hfpref import verdicts
 from hfpref.cli import cli
-from hfpref.judge import judge_statistics
+from hfpref.stages import verdicts
+from hfpref.stages.judge import judge_statistics
 from tests.fake_openai import Behaviour, FakeOpenAI, fake_openai, ok, status
 
 __all__ = ["fake_openai"]  # the fixture

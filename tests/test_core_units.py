@@ -10,8 +10,6 @@ from pathlib import Path
 
 import pytest
 
-from hfpref.cache import RequestCache, request_key
-from hfpref.concurrency import gather_all, map_call
 from hfpref.config import ModelSpec, load_config, parse_models
 from hfpref.errors import (
     AuthenticationError,
@@ -27,8 +25,11 @@ from hfpref.errors import (
     redact,
     register_secret,
 )
-from hfpref.generate import Generator, route
-from hfpref.ratelimit import Backlog, ModelLimiter
+from hfpref.stages.concurrency import map_call
+from hfpref.stages.generate import Generator, route
+from hfpref.wire.cache import RequestCache, request_key
+from hfpref.wire.ratelimit import Backlog, ModelLimiter
+from hfpref.wire.tasks import gather_all
 
 
 class FakeTime:

@@ -15,10 +15,10 @@ from datasets.arrow_writer import ParquetWriter
 
 from hfpref.cli import main
 from hfpref.config import CurateConfig
-from hfpref.curate import curate
 from hfpref.errors import ConfigError, InputError, register_secret
-from hfpref.folder import assign_test, write_folder
-from hfpref.io import load_rows, save_rows
+from hfpref.repo.folder import assign_test, write_folder
+from hfpref.stages.curate import curate
+from hfpref.stages.io import load_rows, save_rows
 
 ALL = "dpo,sft,kto,grpo,step_dpo,stepwise"
 
@@ -334,7 +334,7 @@ def test_reasoning_inline_leaves_the_step_configs_and_the_pairing_alone() -> Non
 
 
 def test_reasoning_inline_in_a_folder_and_in_chunks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from hfpref import scored
+    from hfpref.stages import scored
 
     rows = [r for i in range(5) for r in reasoned_rows(tag=str(i))]  # 15 rows, 15 reasoning texts
     in_memory = curate(rows, test_size=0.3, formats="dpo,grpo", reasoning="inline")
@@ -375,7 +375,7 @@ def test_bad_reasoning_is_named_when_it_is_written(rows: list[dict[str, Any]], m
 
 def test_the_spec_call_works_after_the_module_is_imported(tmp_path: Path) -> None:
     import hfpref
-    import hfpref.curate  # importing the submodule must not hide the function
+    import hfpref.stages.curate  # importing the submodule must not hide the function
 
     repo = hfpref.curate(Dataset.from_list(many_rows(10)), str(tmp_path / "my-prefs"))
     assert set(repo) == {"dpo", "sft", "kto", "grpo"}

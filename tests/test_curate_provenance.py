@@ -1,7 +1,7 @@
 """What a folder says about how its data was made: curate reads it from the judged file's columns.
 
 ``hfpref generate`` → ``hfpref judge`` → ``hfpref curate`` as three commands records the same generation
-models, usage and judge statistics as ``hfpref run`` (one function, :func:`hfpref.curate.made_provenance`,
+models, usage and judge statistics as ``hfpref run`` (one function, :func:`hfpref.stages.curate.made_provenance`,
 completes what each caller knows from the columns); what only the settings know (sampling, the judge
 prompt) is absent from a staged folder, and its card says so instead of guessing.
 """
@@ -14,8 +14,8 @@ from typing import Any
 import orjson
 import pytest
 
-from hfpref.curate import curate, made_provenance
-from hfpref.folder import read_provenance
+from hfpref.repo.folder import read_provenance
+from hfpref.stages.curate import curate, made_provenance
 from tests.fake_openai import FakeOpenAI, fake_openai
 from tests.test_cli_stages import hfpref, prompts
 from tests.test_curate import row

@@ -12,9 +12,9 @@ import pyarrow.parquet as pq
 import pytest
 from datasets import load_dataset
 
-from hfpref.curate import curate
 from hfpref.errors import InputError
-from hfpref.export import Finding, export, validate_folder
+from hfpref.repo.export import Finding, export, validate_folder
+from hfpref.stages.curate import curate
 from tests.test_curate import row, run_cli
 
 

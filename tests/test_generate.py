@@ -16,7 +16,7 @@ from datasets import Dataset, Features
 
 from hfpref.cli import _CtrlC
 from hfpref.errors import AuthenticationError, BadRequestError, InputError, ModelNotFoundError
-from hfpref.generate import Generator
+from hfpref.stages.generate import Generator
 from tests.fake_openai import (
     Behaviour,
     FakeOpenAI,

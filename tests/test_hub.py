@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 import yaml
 
-from hfpref.curate import curate
 from hfpref.errors import HubError, InputError
-from hfpref.hub import push
+from hfpref.repo.hub import push
+from hfpref.stages.curate import curate
 from tests.hub_emulator import HubEmulator
 from tests.test_curate import messages, row
 
@@ -54,7 +54,7 @@ def client(hub: HubEmulator, code: str, *, token: str = TOKEN) -> dict[str, Any]
 ROUND_TRIP = """
     import json
     from datasets import load_dataset
-    import hfpref, hfpref.io
+    import hfpref, hfpref.stages.io
     folder, repo = {folder!r}, {repo!r}
     url = hfpref.push(folder, repo)
     same = {{}}
@@ -64,7 +64,7 @@ ROUND_TRIP = """
         same[config]["splits"] = sorted(remote) == sorted(local)
     local_default = load_dataset(folder, "dpo", split="train").to_list()
     same["default"] = load_dataset(repo, split="train").to_list() == local_default
-    same["load_rows"] = hfpref.io.load_rows(repo).to_list() == local_default  # a Hub id as INPUT
+    same["load_rows"] = hfpref.stages.io.load_rows(repo).to_list() == local_default  # a Hub id as INPUT
     print(json.dumps({{"url": url, "same": same}}))
 """
 
@@ -166,7 +166,7 @@ def test_rows_to_and_from_the_hub(hub: HubEmulator) -> None:
     code = """
         import json
         from datasets import Dataset
-        from hfpref.io import load_rows, save_rows
+        from hfpref.stages.io import load_rows, save_rows
         rows = [{"prompt": "q", "completions": ["a", None]}]
         written = save_rows(Dataset.from_list(rows), "hf://datasets/user/rows")
         print(json.dumps([written, load_rows("user/rows").to_list() == rows, load_rows("hf://datasets/user/rows").num_rows]))

@@ -9,7 +9,7 @@ import pytest
 from datasets import Dataset
 
 from hfpref.errors import AuthenticationError, InputError
-from hfpref.judge import Judge, judge_statistics
+from hfpref.stages.judge import Judge, judge_statistics
 from tests.fake_openai import FakeOpenAI, ok, slow, status
 
 
@@ -114,7 +114,7 @@ def test_cli_validate_checks_a_folder_and_a_config(tmp_path) -> None:
     from click.testing import CliRunner
 
     from hfpref.cli import cli
-    from hfpref.curate import curate
+    from hfpref.stages.curate import curate
 
     ds = Dataset.from_dict(
         {"prompt": ["a", "b"], "completions": [["x", "y"], ["z", "w"]], "scores": [[1.0, 0.0], [0.9, 0.1]]}

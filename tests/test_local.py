@@ -10,7 +10,7 @@ import pytest
 from datasets import Dataset
 
 import hfpref
-import hfpref.local
+import hfpref.wire.local
 from hfpref.errors import ConfigError
 from tests.tiny_model import tiny_model
 
@@ -27,13 +27,13 @@ def _dataset() -> Dataset:
 def batch_sizes(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """Records the number of requests served by each ``generate`` call."""
     sizes: list[int] = []
-    real = hfpref.local._generate
+    real = hfpref.wire.local._generate
 
     def spy(loaded: Any, bodies: list[dict[str, Any]]) -> list[dict[str, Any]]:
         sizes.append(len(bodies))
         return real(loaded, bodies)
 
-    monkeypatch.setattr(hfpref.local, "_generate", spy)
+    monkeypatch.setattr(hfpref.wire.local, "_generate", spy)
     return sizes
 
 
@@ -70,7 +70,7 @@ def test_concurrent_requests_are_batched_and_match_one_at_a_time(
     assert sum(batch_sizes) == len(PROMPTS)  # n=2 rides on one request per prompt
 
     batch_sizes.clear()
-    monkeypatch.setattr(hfpref.local, "MAX_BATCH", 1)
+    monkeypatch.setattr(hfpref.wire.local, "MAX_BATCH", 1)
     single = _dataset().map(greedy(), batched=True)
     assert batch_sizes == [1] * len(PROMPTS)
     assert single["completions"] == batched["completions"]
@@ -87,7 +87,7 @@ def test_sampling_n_and_usage_directly(tiny_model: Path) -> None:
         "max_tokens": 6,
         "n": 3,
     }
-    answer = asyncio.run(hfpref.local.local_chat(str(tiny_model), body))
+    answer = asyncio.run(hfpref.wire.local.local_chat(str(tiny_model), body))
     assert [c["index"] for c in answer["choices"]] == [0, 1, 2]
     assert all(isinstance(c["message"]["content"], str) for c in answer["choices"])
     assert all(c["message"]["role"] == "assistant" for c in answer["choices"])

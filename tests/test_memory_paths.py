@@ -1,6 +1,6 @@
 """The paths that keep memory flat give the results of the plain ones.
 
-curate reads its input in chunks of ``hfpref.scored.CHUNK_ROWS`` rows: any chunk size gives the same
+curate reads its input in chunks of ``hfpref.stages.scored.CHUNK_ROWS`` rows: any chunk size gives the same
 tables (down to their Arrow buffers), statistics, provenance, folder bytes and error messages. The
 stages go through a gate, and a map call that would have datasets' maximum of batches or more groups
 several stage batches per map batch: same rows, same record batches, same files, and a failing row is
@@ -24,13 +24,13 @@ import pyarrow.parquet as pq
 import pytest
 from datasets import Dataset
 
-from hfpref import pipeline, scored
-from hfpref.curate import curate
 from hfpref.errors import InputError
-from hfpref.folder import FolderWriter, prompt_key, split_hash
-from hfpref.generate import Generator
-from hfpref.io import arrow_pages
-from hfpref.judge import judge_statistics
+from hfpref.repo.folder import FolderWriter, prompt_key, split_hash
+from hfpref.stages import pipeline, scored
+from hfpref.stages.curate import curate
+from hfpref.stages.generate import Generator
+from hfpref.stages.io import arrow_pages
+from hfpref.stages.judge import judge_statistics
 from tests.fake_openai import FakeOpenAI, fake_openai, ok, status
 from tests.test_cli_stages import hfpref, prompts
 from tests.test_curate import messages, row
@@ -109,7 +109,7 @@ def test_curate_in_chunks_gives_the_one_chunk_result(
 def test_configs_written_slice_by_slice_read_back_as_built_in_memory(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, conversational: bool
 ) -> None:
-    monkeypatch.setattr(importlib.import_module("hfpref.curate"), "SLICE_ROWS", 7)
+    monkeypatch.setattr(importlib.import_module("hfpref.stages.curate"), "SLICE_ROWS", 7)
     data = Dataset.from_list(scored_rows(90, conversational))
     options = {"formats": "dpo,sft,kto,grpo,step_dpo,stepwise", "test_size": 0.3, "strategy": "all_pairs"}
     in_memory = curate(data, **options)

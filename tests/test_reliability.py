@@ -109,7 +109,7 @@ def test_a_folder_write_killed_midway_is_replaced_by_the_rerun(
     from datasets import Dataset, DatasetDict
     from datasets.arrow_writer import ParquetWriter
 
-    from hfpref.folder import write_folder
+    from hfpref.repo.folder import write_folder
 
     rows = Dataset.from_dict({"prompt": ["a", "b"], "completion": ["x", "y"], "score": [0.1, 0.9]})
     configs = {name: DatasetDict({"train": rows, "test": rows}) for name in ("sft", "grpo")}

@@ -14,13 +14,13 @@ from click.testing import CliRunner
 from datasets import Dataset
 from tenacity import RetryCallState
 
-from hfpref.cache import RequestCache
 from hfpref.cli import cli
-from hfpref.client import UNREACHABLE_AFTER_S, ChatClient, _Refused, wait_retry_after
 from hfpref.config import ModelSpec, ProviderConfig
 from hfpref.errors import ConfigError, EndpointUnreachable, RateLimitError
-from hfpref.generate import Generator
-from hfpref.progress import Stats
+from hfpref.stages.generate import Generator
+from hfpref.wire.cache import RequestCache
+from hfpref.wire.client import UNREACHABLE_AFTER_S, ChatClient, _Refused, wait_retry_after
+from hfpref.wire.progress import Stats
 from tests.fake_openai import FakeOpenAI, ok, slow
 
 

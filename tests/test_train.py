@@ -2,7 +2,7 @@
 
 The dataset folder is written by hand in the SPEC layout (``CONFIG/{train,test}-00000-of-00001.parquet``
 and a README whose YAML lists the configs). Most runs are in-process (imports are paid once); one
-goes through ``accelerate launch -m hfpref.train`` in a subprocess.
+goes through ``accelerate launch -m hfpref.training`` in a subprocess.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from click.testing import CliRunner
 import hfpref
 from hfpref.cli import cli, main
 from hfpref.errors import ConfigError
-from hfpref.train import build_trl_config, resolve_train_config, train
+from hfpref.training.train import build_trl_config, resolve_train_config, train
 from tests.tiny_model import tiny_model
 
 __all__ = ["tiny_model"]  # the session fixture
@@ -126,7 +126,7 @@ def test_dpo_learns_and_the_adapter_reloads(prefs: Path, tiny_model: Path, tmp_p
                 self.logits = model(input_ids=ids).logits.clone()
 
     capture = Capture()
-    result = hfpref.train(  # the SPEC's call, after `import hfpref.train` above
+    result = hfpref.train(  # the SPEC's call, after `import hfpref.training.train` above
         dataset=str(prefs), model=str(tiny_model), output_dir=tmp_path / "out", callbacks=[capture],
         overrides=[*FAST, "max_steps=16", "learning_rate=1e-3"],
     )  # fmt: skip
@@ -283,7 +283,7 @@ def test_bad_datasets_exit_2_naming_what_is_expected(
 def test_a_dataset_without_named_configs_uses_default(tmp_path: Path) -> None:
     from datasets import Dataset
 
-    from hfpref.train import load_training_data
+    from hfpref.training.train import load_training_data
 
     rows = [
         {k: v for k, v in row.items() if k in ("chosen", "rejected", "margin")} for row in _rows("dpo", 4, 0)
@@ -298,7 +298,7 @@ def test_accelerate_launch_runs_the_module(prefs: Path, tiny_model: Path, tmp_pa
     command = [
         str(Path(sys.executable).parent / "accelerate"), "launch", "--cpu", "--num_processes", "1",
         "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-        "-m", "hfpref.train", "--dataset", str(prefs), "--model", str(tiny_model), "-o", str(out),
+        "-m", "hfpref.training", "--dataset", str(prefs), "--model", str(tiny_model), "-o", str(out),
         *FAST, "max_steps=2",
     ]  # fmt: skip
     done = subprocess.run(command, cwd=ROOT, env=os.environ, capture_output=True, text=True, timeout=240)
@@ -311,7 +311,7 @@ def test_train_from_a_hub_repo_and_push_the_model(prefs: Path, tiny_model: Path,
 
     out = tmp_path / "from-hub"
     command = [
-        sys.executable, "-m", "hfpref.train", "--dataset", "user/prefs", "--model", str(tiny_model), "-o", str(out),
+        sys.executable, "-m", "hfpref.training", "--dataset", "user/prefs", "--model", str(tiny_model), "-o", str(out),
         "--push-to-hub", "user/tiny-dpo", *FAST, "max_steps=2",
     ]  # fmt: skip
     with HubEmulator(tmp_path / "hub") as hub:

@@ -1,4 +1,4 @@
-"""Judge verdict parsing, step splitting and judge prompt rendering (hfpref.verdicts)."""
+"""Judge verdict parsing, step splitting and judge prompt rendering (hfpref.stages.verdicts)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from hfpref.errors import ConfigError
-from hfpref.verdicts import (
+from hfpref.stages.verdicts import (
     BUILTIN_PROMPTS,
     MIN_COPY,
     MODES,

@@ -22,9 +22,8 @@ from typing import Any
 
 import orjson
 
-from hfpref.curate import COLUMN_ORDER
 from hfpref.errors import InputError
-from hfpref.folder import (
+from hfpref.repo.folder import (
     CONFIG_NAME,
     PROVENANCE_FILE,
     SHARD_FILE,
@@ -33,6 +32,7 @@ from hfpref.folder import (
     read_provenance,
     read_shards,
 )
+from hfpref.stages.curate import COLUMN_ORDER
 
 TARGETS = ("nemo-rl", "axolotl", "jsonl")
 Row = dict[str, Any]

@@ -156,7 +156,7 @@ def _load_run_config(config_path: str | None) -> RunConfig:
 @_client_options
 def generate(input_path: str, output: str, config_path: str | None, **flags: Any) -> None:
     """Add N completions per prompt (columns completions, completion_models, generation)."""
-    from hfpref import pipeline
+    from hfpref.stages import pipeline
 
     run = _load_run_config(config_path)
     pipeline.apply_generate_flags(run, flags)
@@ -189,7 +189,7 @@ def generate(input_path: str, output: str, config_path: str | None, **flags: Any
 @_client_options
 def judge(input_path: str, output: str, config_path: str | None, **flags: Any) -> None:
     """Score each completion (columns scores, judgments, judge; stepwise also step_scores)."""
-    from hfpref import pipeline
+    from hfpref.stages import pipeline
 
     run = _load_run_config(config_path)
     pipeline.apply_judge_flags(run, flags)
@@ -215,7 +215,7 @@ def run_command(
     input_path: str, output: str, config_path: str | None, max_cost: float | None, cache_dir: str | None
 ) -> None:
     """generate + judge + curate in one resumable command (a rerun re-pays nothing)."""
-    from hfpref import pipeline
+    from hfpref.stages import pipeline
 
     run = _load_run_config(config_path)
     pipeline.apply_judge_flags(run, {"max_cost": max_cost})
@@ -236,7 +236,7 @@ def validate(target: str) -> None:
     """Check a hfpref.toml, or a dataset folder (schema, empty pairs, prompt leakage across splits)."""
     from pathlib import Path
 
-    from hfpref import pipeline
+    from hfpref.stages import pipeline
 
     if Path(target).is_dir():
         pipeline.validate_folder_cli(target)
@@ -286,9 +286,9 @@ def curate_command(
 
     FOLDER is the Hub repo: CONFIG/SPLIT-*.parquet, a README.md card and hfpref.json.
     """
-    from hfpref.card import check_license
-    from hfpref.curate import curate, curate_config
-    from hfpref.io import load_rows
+    from hfpref.repo.card import check_license
+    from hfpref.stages.curate import curate, curate_config
+    from hfpref.stages.io import load_rows
 
     run = _load_run_config(config_path)
     config = curate_config(run.curate, **flags)  # bad options fail before the input is read
@@ -310,7 +310,7 @@ def curate_command(
 @click.option("--revision", metavar="REV", help="Branch to push to, created from main when missing.")
 def push_command(folder: str, repo_id: str, private: bool, revision: str | None) -> None:
     """Upload a dataset FOLDER to the Hub dataset repo REPO_ID (user/name), keeping card keys added there."""
-    from hfpref.hub import push
+    from hfpref.repo.hub import push
 
     click.echo(f"pushed {folder} to {push(folder, repo_id, private=private, revision=revision)}")
 
@@ -327,7 +327,7 @@ def push_command(folder: str, repo_id: str, private: bool, revision: str | None)
 @click.option("-o", "--output", required=True, metavar="OUT", help="Folder for OUT/CONFIG/SPLIT.jsonl.")
 def export_command(folder: str, target: str, output: str) -> None:
     """Write a dataset FOLDER's configs as JSONL for NeMo RL, Axolotl, or as plain rows."""
-    from hfpref.export import export
+    from hfpref.repo.export import export
 
     for path in export(folder, target, output):
         click.echo(str(path))
@@ -339,7 +339,7 @@ def export_command(folder: str, target: str, output: str) -> None:
 
 
 def _train_help(name: str) -> str:
-    from hfpref.train import TrainOptions
+    from hfpref.training.train import TrainOptions
 
     return help_for(TrainOptions, name)
 
@@ -378,9 +378,9 @@ def train_command(
     KEY=VALUE sets any field of TRL's DPOConfig / KTOConfig / SFTConfig (beta=0.1 loss_type=[sigmoid,sft]
     learning_rate=5e-6 max_steps=100) or of hfpref's options (lora_r=32 load_in_4bit=false, and the NeMo RL
     names reference_policy_kl_penalty, sft_loss_weight, preference_average_log_probs). Runs unchanged
-    under `accelerate launch -m hfpref.train ...` on one or many GPUs.
+    under `accelerate launch -m hfpref.training ...` on one or many GPUs.
     """
-    from hfpref.train import train
+    from hfpref.training.train import train
 
     train(
         dataset,

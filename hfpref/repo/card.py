@@ -49,7 +49,7 @@ _SIZES = [
 
 def templates_dir() -> Path:
     """The folder holding the card templates: ``hfpref/cards`` in a wheel, ``<repo>/cards`` in a checkout."""
-    here = Path(__file__).resolve().parent
+    here = Path(__file__).resolve().parent.parent  # hfpref/
     for candidate in (here / "cards", here.parent / "cards"):
         if (candidate / TEMPLATE).is_file():
             return candidate

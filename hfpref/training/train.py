@@ -17,7 +17,7 @@ NeMo RL DPO settings (``dpo.*``) and their TRL 1.16 equivalents:
 - ``sft_average_log_probs``: TRL's ``sft`` loss is always a per-token mean (``true``); ``false``, a
   per-sequence sum, has no TRL equivalent and is refused.
 
-``accelerate launch -m hfpref.train ARGS`` (or ``torchrun -m hfpref.train``) runs ``hfpref train`` on
+``accelerate launch -m hfpref.training ARGS`` (or ``torchrun -m hfpref.training``) runs ``hfpref train`` on
 every process; DDP, FSDP and DeepSpeed come from the accelerate config (docs/training.md).
 """
 
@@ -351,7 +351,7 @@ def load_training_data(dataset: str, config_name: str | None, method: str) -> Tr
     """The train (and test) split of the config (None: the method's, or ``default``), method columns only."""
     from datasets import get_dataset_config_names, load_dataset
 
-    from hfpref.io import check_parquet
+    from hfpref.stages.io import check_parquet
 
     local = Path(dataset)
     if local.is_file():
@@ -589,10 +589,3 @@ def train(
     summary = ", ".join(f"{key} {metrics[key]:.4g}" for key in keys if key in metrics)
     _say(f"saved the {'model' if options.full else 'adapter'} and tokenizer to {args.output_dir}; {summary}")
     return TrainResult(Path(args.output_dir), method, data.config_name, metrics, history, hub_url)
-
-
-if __name__ == "__main__":  # `accelerate launch -m hfpref.train --dataset ... --model ...`
-    from hfpref.cli import main
-
-    sys.argv[1:1] = ["train"]
-    main()

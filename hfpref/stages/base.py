@@ -26,9 +26,6 @@ from typing import Any
 
 import pyarrow as pa
 
-from hfpref.budget import Ledger
-from hfpref.cache import RequestCache
-from hfpref.client import ChatClient
 from hfpref.config import (
     KEY_REQUIRED_HOSTS,
     PROMPT_COLUMNS,
@@ -38,7 +35,10 @@ from hfpref.config import (
     env_api_key,
 )
 from hfpref.errors import ConfigError, InputError
-from hfpref.progress import Stats
+from hfpref.wire.budget import Ledger
+from hfpref.wire.cache import RequestCache
+from hfpref.wire.client import ChatClient
+from hfpref.wire.progress import Stats
 
 _CLIENTS: dict[str, ChatClient] = {}
 

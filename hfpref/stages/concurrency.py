@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import weakref
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Callable, Coroutine
 from contextvars import ContextVar
 from typing import Any, ParamSpec, TypeVar
 
@@ -29,25 +29,6 @@ P = ParamSpec("P")
 
 #: Set inside a map call: a stage called by another map call (``run``'s parts) is part of it.
 _IN_MAP_CALL: ContextVar[bool] = ContextVar("hfpref_in_map_call", default=False)
-
-
-async def gather_all(*aws: Awaitable[T], in_order: bool = False) -> list[T]:
-    """``asyncio.gather`` that leaves nothing running: the first failure (or our cancellation)
-    cancels the others and waits for them to end before it is raised as itself (not wrapped in an
-    ExceptionGroup as by ``TaskGroup``, so callers and the CLI see the provider's error).
-    ``in_order``: the failure raised is that of the first failing awaitable in argument order (a
-    stable row in the message), at the cost of noticing it only once those before it are done.
-    """
-    tasks = [asyncio.ensure_future(aw) for aw in aws]
-    try:
-        if in_order:
-            return [await task for task in tasks]
-        return await asyncio.gather(*tasks)
-    except BaseException:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        raise
 
 
 class _MapCalls:

@@ -19,8 +19,6 @@ from typing import Any
 import orjson
 import pyarrow as pa
 
-from hfpref.client import ChatClient
-from hfpref.concurrency import gather_all, map_call
 from hfpref.config import (
     GenerateConfig,
     ModelSpec,
@@ -30,7 +28,7 @@ from hfpref.config import (
     load_config,
 )
 from hfpref.errors import BadRequestError
-from hfpref.stage import (
+from hfpref.stages.base import (
     Stage,
     check_on_budget,
     client_for,
@@ -41,6 +39,9 @@ from hfpref.stage import (
     to_messages,
     typed_columns,
 )
+from hfpref.stages.concurrency import map_call
+from hfpref.wire.client import ChatClient
+from hfpref.wire.tasks import gather_all
 
 SCHEMA = pa.schema(
     [

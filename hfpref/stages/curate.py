@@ -52,9 +52,9 @@ import pyarrow.compute as pc
 
 from hfpref.config import CurateConfig
 from hfpref.errors import ConfigError, InputError
-from hfpref.folder import SLICE_ROWS, FolderWriter, folder_configs, in_test_split, read_shards
-from hfpref.io import release_arrow_memory
-from hfpref.scored import STEP_SEPARATOR, Candidate, Chunk, ScoredInput, Steps, mean
+from hfpref.repo.folder import SLICE_ROWS, FolderWriter, folder_configs, in_test_split, read_shards
+from hfpref.stages.io import release_arrow_memory
+from hfpref.stages.scored import STEP_SEPARATOR, Candidate, Chunk, ScoredInput, Steps, mean
 
 if TYPE_CHECKING:
     from datasets import Dataset, DatasetDict

@@ -81,7 +81,7 @@ MODES = ("pointwise", "pairwise", "stepwise")
 FORMS = ("brackets", "result", "tags", "json", "labels")
 #: Shortest stretch (characters) shared with a candidate that makes a verdict inside it a copy.
 MIN_COPY = 32
-PROMPTS_DIR = Path(__file__).parent / "prompts"
+PROMPTS_DIR = Path(__file__).parent.parent / "prompts"
 #: Built-in judge prompts: name -> (file in hfpref/prompts, mode).
 BUILTIN_PROMPTS = {
     "correctness": ("pointwise_correctness.txt", "pointwise"),

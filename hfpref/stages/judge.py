@@ -45,11 +45,10 @@ from typing import Any
 
 import pyarrow as pa
 
-from hfpref import verdicts
-from hfpref.concurrency import gather_all, map_call
 from hfpref.config import JudgeConfig, ProviderConfig, default_config_path, default_models, load_config
 from hfpref.errors import BadRequestError, InputError
-from hfpref.stage import (
+from hfpref.stages import verdicts
+from hfpref.stages.base import (
     Stage,
     check_on_budget,
     client_for,
@@ -59,6 +58,8 @@ from hfpref.stage import (
     row_label,
     typed_columns,
 )
+from hfpref.stages.concurrency import map_call
+from hfpref.wire.tasks import gather_all
 
 _RECORD = pa.struct(
     [

@@ -15,9 +15,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from hfpref.card import REPO_PLACEHOLDER, license_text, merge_card
 from hfpref.errors import HubError, InputError, RepoIdError, register_secret
-from hfpref.folder import CARD_FILE, folder_configs, read_provenance
+from hfpref.repo.card import REPO_PLACEHOLDER, license_text, merge_card
+from hfpref.repo.folder import CARD_FILE, folder_configs, read_provenance
 
 if TYPE_CHECKING:
     from huggingface_hub import DatasetCard, HfApi

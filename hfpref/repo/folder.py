@@ -21,8 +21,8 @@ import orjson
 import pyarrow as pa
 
 from hfpref import __version__
-from hfpref.card import check_license, render_card
 from hfpref.errors import InputError, redact
+from hfpref.repo.card import check_license, render_card
 
 if TYPE_CHECKING:
     from datasets import Dataset, DatasetDict

@@ -15,11 +15,19 @@ import sys
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
-from hfpref.budget import Ledger
-from hfpref.concurrency import gather_all, map_call
 from hfpref.config import RunConfig, parse_models
 from hfpref.errors import BudgetExhausted, ConfigError, HfprefError, InputError
-from hfpref.stage import budget_ledger, join_columns, new_run_id, prompt_column, read_text_file, to_messages
+from hfpref.stages.base import (
+    budget_ledger,
+    join_columns,
+    new_run_id,
+    prompt_column,
+    read_text_file,
+    to_messages,
+)
+from hfpref.stages.concurrency import map_call
+from hfpref.wire.budget import Ledger
+from hfpref.wire.tasks import gather_all
 
 MAP_BATCH_SIZE = 256
 GATE_ROWS = 4096  # rows let into a stage at once (or 16 per request of concurrency, if more)
@@ -95,7 +103,7 @@ def check_prompts(
 def _batches(ds: Any, column: str) -> Iterator[Any]:
     """``column`` of ``ds`` as Arrow tables of ``READ_BATCH_ROWS`` rows; the pages of ``ds``'s file
     read for a batch are given back after it."""
-    from hfpref.io import arrow_pages
+    from hfpref.stages.io import arrow_pages
 
     pages = arrow_pages(ds)
     table = pages.table.select([column])
@@ -233,7 +241,7 @@ def _map_stage(
     """
     from datasets import config
 
-    from hfpref.io import release_arrow_memory
+    from hfpref.stages.io import release_arrow_memory
 
     per_map = math.ceil(len(ds) / ((config.MAX_NUM_RUNNING_ASYNC_MAP_FUNCTIONS_IN_PARALLEL - 1) * batch_size))
     if saved:
@@ -261,8 +269,8 @@ def generate_file(
     cache_dir: str | None = None,
     num_proc: int | None = None,
 ) -> Any:
-    from hfpref.generate import Generator
-    from hfpref.io import check_output, load_rows, save_rows
+    from hfpref.stages.generate import Generator
+    from hfpref.stages.io import check_output, load_rows, save_rows
 
     ledger = _ledger(run, cache_dir)
     gen = Generator(
@@ -330,7 +338,7 @@ def _exhausted(ledger: Ledger, what: str) -> BudgetExhausted:
 
 
 def _map_generate(ds: Any, run: RunConfig, **options: Any) -> Any:
-    from hfpref.generate import Generator
+    from hfpref.stages.generate import Generator
 
     gen = Generator(
         config=run.generate,
@@ -345,7 +353,7 @@ def _map_generate(ds: Any, run: RunConfig, **options: Any) -> Any:
 
 
 def _map_judge(ds: Any, run: RunConfig, **options: Any) -> Any:
-    from hfpref.judge import Judge
+    from hfpref.stages.judge import Judge
 
     judge = Judge(
         config=run.judge, provider=run.provider, max_cost=run.budget.max_cost_usd, **options.pop("client", {})
@@ -363,8 +371,8 @@ def judge_file(
     cache_dir: str | None = None,
     num_proc: int | None = None,
 ) -> Any:
-    from hfpref.io import check_output, load_rows, save_rows
-    from hfpref.judge import judge_statistics
+    from hfpref.stages.io import check_output, load_rows, save_rows
+    from hfpref.stages.judge import judge_statistics
 
     check_output(output, nested=True)
     ds = load_rows(input_path)
@@ -397,9 +405,9 @@ def run_pipeline(
     input_path: str, folder: str, run: RunConfig, *, use_cache: bool = True, cache_dir: str | None = None
 ) -> Any:
     """generate → judge → curate into ``folder``; a rerun after a crash re-pays nothing."""
-    from hfpref.curate import curate
-    from hfpref.folder import check_folder
-    from hfpref.io import load_rows
+    from hfpref.repo.folder import check_folder
+    from hfpref.stages.curate import curate
+    from hfpref.stages.io import load_rows
 
     check_folder(folder)  # before any request is paid for
     ledger = _ledger(run, cache_dir)  # generation and judging draw on the same money
@@ -459,7 +467,7 @@ def run_pipeline(
 
 def describe_config(run: RunConfig) -> str:
     """One line per stage saying what a valid config will do (printed by `hfpref validate`)."""
-    from hfpref.stage import check_credentials
+    from hfpref.stages.base import check_credentials
 
     gen = run.generate
     models = gen.models or parse_models([])
@@ -482,7 +490,7 @@ def describe_config(run: RunConfig) -> str:
 def validate_folder_cli(folder: str) -> None:
     """Print every finding of :func:`hfpref.export.validate_folder` (on stdout, like a linter); any error
     makes the exit code 1, with one line on stderr."""
-    from hfpref.export import validate_folder
+    from hfpref.repo.export import validate_folder
 
     findings = validate_folder(folder)
     for finding in findings:

@@ -35,7 +35,7 @@ HUB_PREFIX = "hf://datasets/"
 
 def _hub_id(text: str) -> str | None:
     """The repo id in ``hf://datasets/ID`` or a bare ``user/name``; None for anything else."""
-    from hfpref.hub import is_repo_id
+    from hfpref.repo.hub import is_repo_id
 
     candidate = text.removeprefix(HUB_PREFIX)
     if is_repo_id(candidate) and Path(candidate).suffix.lower() not in FILE_BUILDERS:
@@ -148,7 +148,7 @@ def _load_from_hub(repo_id: str, text: str) -> Dataset | DatasetDict:
     from datasets.data_files import EmptyDatasetError
     from huggingface_hub.errors import OfflineModeIsEnabled
 
-    from hfpref.hub import hub_errors
+    from hfpref.repo.hub import hub_errors
 
     where = f"cannot load dataset {repo_id!r} from the Hub"
     try:
@@ -309,7 +309,7 @@ def save_rows(ds: Dataset, destination: str | os.PathLike[str]) -> Path | str:
     check_output(text)
     if text.startswith(HUB_PREFIX):
         repo_id = text.removeprefix(HUB_PREFIX)
-        from hfpref.hub import hub_errors
+        from hfpref.repo.hub import hub_errors
 
         with hub_errors(repo_id):
             ds.push_to_hub(repo_id)

@@ -25,9 +25,9 @@ import pyarrow as pa
 
 from hfpref.config import PROMPT_COLUMNS
 from hfpref.errors import InputError
-from hfpref.folder import prompt_key, split_hash
-from hfpref.io import ArrowPages, arrow_pages
-from hfpref.verdicts import split_steps
+from hfpref.repo.folder import prompt_key, split_hash
+from hfpref.stages.io import ArrowPages, arrow_pages
+from hfpref.stages.verdicts import split_steps
 
 STEP_SEPARATOR = "\n\n"
 CHUNK_ROWS = 1024  # input rows read into Python at a time: memory stays flat however many rows there are
@@ -359,7 +359,7 @@ class ScoredInput:
     def _judge(self) -> dict[str, Any] | None:
         """The judge's models (in order of first appearance), mode and statistics from a ``judge`` column of
         records; None without one (or with a column of that name that holds something else)."""
-        from hfpref.judge import judge_statistics
+        from hfpref.stages.judge import judge_statistics
 
         kind = self.table.schema.field("judge").type if "judge" in self.table.column_names else None
         if kind is None or not pa.types.is_struct(kind) or not {f.name for f in kind} >= JUDGE_FIELDS:

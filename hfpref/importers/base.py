@@ -32,7 +32,7 @@ import orjson
 
 from hfpref.config import CurateConfig, help_for
 from hfpref.errors import InputError
-from hfpref.folder import assign_test, prompt_key
+from hfpref.repo.folder import assign_test, prompt_key
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -197,7 +197,7 @@ def read_records(source: str, *, split: str = "train", limit: int | None = None)
     if path.is_file() and path.suffix.lower() in (".jsonl", ".json"):
         records: Iterator[tuple[str, Any]] = _json_records(source, path)
     else:
-        from hfpref.io import load_rows
+        from hfpref.stages.io import load_rows
 
         ds = load_rows(source, split=split)
         if limit is not None:
@@ -288,7 +288,7 @@ class ImportOptions:
 def scored_config(options: ImportOptions, formats: str, **overrides: Any) -> CurateConfig:
     """The :class:`CurateConfig` for :meth:`Importer.curate`: ``formats`` (of dpo, sft, kto, grpo; scored
     rows have no step scores) and ``overrides`` (None: the default), with the split and style options."""
-    from hfpref.curate import curate_config
+    from hfpref.stages.curate import curate_config
 
     split = {"test_size": options.test_size, "seed": options.seed, "style": options.style}
     config = curate_config(formats=formats, **split, **overrides)
@@ -346,7 +346,7 @@ class Importer:
         completion, identical chosen and rejected, or repeating an earlier row is dropped (and
         counted); returns whether the row was added.
         """
-        from hfpref.curate import COLUMN_ORDER
+        from hfpref.stages.curate import COLUMN_ORDER
 
         unknown = set(columns) - set(COLUMN_ORDER[config])
         if unknown:
@@ -400,7 +400,7 @@ class Importer:
 
     def _styled(self, config: str, row: dict[str, Any]) -> dict[str, Any]:
         """Chat prompts get assistant-message completions; ``standard``: contents joined, as curate does."""
-        from hfpref.curate import STEP_SEPARATOR
+        from hfpref.stages.curate import STEP_SEPARATOR
 
         if config in STEP_CONFIGS or isinstance(row["prompt"], str):
             return row
@@ -411,7 +411,7 @@ class Importer:
     def _table(self, config: str, rows: list[dict[str, Any]]) -> pa.Table:
         import pyarrow as pa
 
-        from hfpref.curate import COLUMN_ORDER, TYPES
+        from hfpref.stages.curate import COLUMN_ORDER, TYPES
 
         chat = pa.list_(pa.struct([("role", pa.string()), ("content", pa.string())]))
         arrays = {}
@@ -431,7 +431,7 @@ class Importer:
         from datasets.fingerprint import generate_random_fingerprint
         from datasets.table import InMemoryTable
 
-        from hfpref.curate import COLUMN_ORDER
+        from hfpref.stages.curate import COLUMN_ORDER
 
         keys = [key for name in COLUMN_ORDER for key in self.groups.get(name, [])]
         test = assign_test(keys, self.options.test_size, self.options.seed)
@@ -457,8 +457,8 @@ class Importer:
 
     def write(self) -> Path:
         """Write the rows added as the folder ``-o`` (card and ``hfpref.json`` included), report, push."""
-        from hfpref.curate import COLUMN_ORDER
-        from hfpref.folder import write_folder
+        from hfpref.repo.folder import write_folder
+        from hfpref.stages.curate import COLUMN_ORDER
 
         configs = self.configs()
         if not configs:
@@ -502,7 +502,7 @@ class Importer:
     def curate(self, rows: list[dict[str, Any]], config: CurateConfig) -> Path:
         """Curate scored rows (``prompt``, ``completions``, ``scores``, optional ``completion_models``)
         with :func:`hfpref.curate.curate` into the folder ``-o``, with this source in its provenance."""
-        from hfpref.curate import curate
+        from hfpref.stages.curate import curate
 
         if not rows:
             self._no_rows()
@@ -532,7 +532,7 @@ class Importer:
 
     def _push(self, folder: Path) -> Path:
         if self.options.push:
-            from hfpref.hub import push
+            from hfpref.repo.hub import push
 
             click.echo(f"pushed {folder} to {push(folder, self.options.push)}")
         return folder
@@ -574,7 +574,7 @@ def import_command(
     def decorate(fn: Callable[..., Any]) -> click.Command:
         @functools.wraps(fn)
         def command(**values: Any) -> Any:
-            from hfpref.card import check_license
+            from hfpref.repo.card import check_license
 
             options = ImportOptions(**{f.name: values.pop(f.name) for f in dataclasses.fields(ImportOptions)})
             options.license = check_license(options.license)

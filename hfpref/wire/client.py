@@ -30,10 +30,6 @@ import orjson
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt, stop_after_delay
 from tenacity.wait import wait_base, wait_random_exponential
 
-from hfpref import answers
-from hfpref.budget import Ledger
-from hfpref.cache import RequestCache, request_key
-from hfpref.concurrency import gather_all
 from hfpref.config import ModelSpec, ProviderConfig, env_api_key
 from hfpref.errors import (
     BadRequestError,
@@ -48,8 +44,12 @@ from hfpref.errors import (
     error_status_from_body,
     provider_error,
 )
-from hfpref.progress import Stats
-from hfpref.ratelimit import Backlog, Clock, ModelLimiter, Sleep
+from hfpref.wire import answers
+from hfpref.wire.budget import Ledger
+from hfpref.wire.cache import RequestCache, request_key
+from hfpref.wire.progress import Stats
+from hfpref.wire.ratelimit import Backlog, Clock, ModelLimiter, Sleep
+from hfpref.wire.tasks import gather_all
 
 SessionFactory = Callable[[ProviderConfig, int], aiohttp.ClientSession]
 MAX_RETRY_AFTER_S = 600.0
@@ -518,7 +518,7 @@ class ChatClient:
     ) -> dict[str, Any]:
         """One request to the endpoint (or the in-process model): the answer's JSON, with choices."""
         if spec.is_local:  # in-process transformers: answers in the same shape as an endpoint's
-            from hfpref.local import local_chat
+            from hfpref.wire.local import local_chat
 
             data = await local_chat(spec.id.removeprefix("local:"), orjson.loads(payload))
             limiter.on_success()

@@ -1,0 +1,1 @@
+"""The dataset folder = the Hub repo: layout, card, push, export."""

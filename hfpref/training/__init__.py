@@ -1,0 +1,1 @@
+"""Training with TRL + PEFT: imported only when training is asked for."""
