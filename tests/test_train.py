@@ -2,7 +2,7 @@
 
 The dataset folder is written by hand in the SPEC layout (``CONFIG/{train,test}-00000-of-00001.parquet``
 and a README whose YAML lists the configs). Most runs are in-process (imports are paid once); one
-goes through ``accelerate launch -m hfpref.training`` in a subprocess.
+goes through ``accelerate launch -m hfpref.cli train`` in a subprocess.
 """
 
 from __future__ import annotations
@@ -298,7 +298,7 @@ def test_accelerate_launch_runs_the_module(prefs: Path, tiny_model: Path, tmp_pa
     command = [
         str(Path(sys.executable).parent / "accelerate"), "launch", "--cpu", "--num_processes", "1",
         "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-        "-m", "hfpref.training", "--dataset", str(prefs), "--model", str(tiny_model), "-o", str(out),
+        "-m", "hfpref.cli", "train", "--dataset", str(prefs), "--model", str(tiny_model), "-o", str(out),
         *FAST, "max_steps=2",
     ]  # fmt: skip
     done = subprocess.run(command, cwd=ROOT, env=os.environ, capture_output=True, text=True, timeout=240)
@@ -311,7 +311,7 @@ def test_train_from_a_hub_repo_and_push_the_model(prefs: Path, tiny_model: Path,
 
     out = tmp_path / "from-hub"
     command = [
-        sys.executable, "-m", "hfpref.training", "--dataset", "user/prefs", "--model", str(tiny_model), "-o", str(out),
+        sys.executable, "-m", "hfpref.cli", "train", "--dataset", "user/prefs", "--model", str(tiny_model), "-o", str(out),
         "--push-to-hub", "user/tiny-dpo", *FAST, "max_steps=2",
     ]  # fmt: skip
     with HubEmulator(tmp_path / "hub") as hub:

@@ -17,7 +17,7 @@ NeMo RL DPO settings (``dpo.*``) and their TRL 1.16 equivalents:
 - ``sft_average_log_probs``: TRL's ``sft`` loss is always a per-token mean (``true``); ``false``, a
   per-sequence sum, has no TRL equivalent and is refused.
 
-``accelerate launch -m hfpref.training ARGS`` (or ``torchrun -m hfpref.training``) runs ``hfpref train`` on
+``accelerate launch -m hfpref.cli train ARGS`` (or ``torchrun -m hfpref.cli train``) runs ``hfpref train`` on
 every process; DDP, FSDP and DeepSpeed come from the accelerate config (docs/training.md).
 """
 

@@ -1,0 +1,115 @@
+"""``hfpref generate``, ``judge``, ``run``, ``example`` and ``validate``: the stages, file to file."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from hfpref.cli.base import cli, client_options, config_option, load_run_config
+from hfpref.config import BudgetConfig, GenerateConfig, JudgeConfig, help_for
+
+
+@cli.command()
+@click.argument("input_path", metavar="INPUT")
+@click.option("-o", "--output", required=True, help="Output file (.jsonl/.json/.parquet/.csv) or folder.")
+@config_option
+@click.option(
+    "--model", "models", multiple=True, metavar="ID[=WEIGHT]", help=help_for(GenerateConfig, "models")
+)
+@click.option("-n", type=int, help=help_for(GenerateConfig, "n"))
+@click.option("--system-prompt", type=click.Path(dir_okay=False), help="File holding the system prompt.")
+@click.option("--temperature", type=float, help=help_for(GenerateConfig, "temperature"))
+@click.option("--max-tokens", type=int, help=help_for(GenerateConfig, "max_tokens"))
+@click.option("--seed", type=int, help=help_for(GenerateConfig, "seed"))
+@click.option("--prompt-column", help=help_for(GenerateConfig, "prompt_column"))
+@click.option("--concurrency", type=int, help=help_for(GenerateConfig, "concurrency"))
+@client_options
+def generate(input_path: str, output: str, config_path: str | None, **flags: Any) -> None:
+    """Add N completions per prompt (columns completions, completion_models, generation)."""
+    from hfpref.stages import pipeline
+
+    run = load_run_config(config_path)
+    pipeline.apply_generate_flags(run, flags)
+    pipeline.generate_file(
+        input_path,
+        output,
+        run,
+        use_cache=not flags["no_cache"],
+        cache_dir=flags["cache_dir"],
+        num_proc=flags["num_proc"],
+    )
+
+
+@cli.command()
+@click.argument("input_path", metavar="INPUT")
+@click.option("-o", "--output", required=True, help="Output file (.jsonl/.json/.parquet/.csv) or folder.")
+@config_option
+@click.option(
+    "--judge-model", "judge_models", multiple=True, metavar="ID", help=help_for(JudgeConfig, "models")
+)
+@click.option(
+    "--mode", type=click.Choice(["pointwise", "pairwise", "stepwise"]), help=help_for(JudgeConfig, "mode")
+)
+@click.option("--judge-prompt", help=help_for(JudgeConfig, "prompt"))
+@click.option("--scale", type=int, help=help_for(JudgeConfig, "scale"))
+@click.option("--swap/--no-swap", default=None, help=help_for(JudgeConfig, "swap"))
+@click.option("--aggregate", type=click.Choice(["mean", "majority"]), help=help_for(JudgeConfig, "aggregate"))
+@click.option("--concurrency", type=int, help=help_for(JudgeConfig, "concurrency"))
+@click.option("--judge-reasoning/--no-judge-reasoning", default=None, help=help_for(JudgeConfig, "reasoning"))
+@client_options
+def judge(input_path: str, output: str, config_path: str | None, **flags: Any) -> None:
+    """Score each completion (columns scores, judgments, judge; stepwise also step_scores)."""
+    from hfpref.stages import pipeline
+
+    run = load_run_config(config_path)
+    pipeline.apply_judge_flags(run, flags)
+    pipeline.judge_file(
+        input_path,
+        output,
+        run,
+        use_cache=not flags["no_cache"],
+        cache_dir=flags["cache_dir"],
+        num_proc=flags["num_proc"],
+    )
+
+
+@cli.command(name="run")
+@click.argument("input_path", metavar="INPUT")
+@click.option("-o", "--output", required=True, help="Dataset folder to write (the Hub repo layout).")
+@config_option
+@click.option("--max-cost", type=float, metavar="USD", help=help_for(BudgetConfig, "max_cost_usd"))
+@click.option(
+    "--cache-dir", type=click.Path(file_okay=False), help="Request cache folder (default ~/.cache/hfpref)."
+)
+def run_command(
+    input_path: str, output: str, config_path: str | None, max_cost: float | None, cache_dir: str | None
+) -> None:
+    """generate + judge + curate in one resumable command (a rerun re-pays nothing)."""
+    from hfpref.stages import pipeline
+
+    run = load_run_config(config_path)
+    pipeline.apply_judge_flags(run, {"max_cost": max_cost})
+    pipeline.run_pipeline(input_path, output, run, cache_dir=cache_dir)
+
+
+@cli.command()
+def example() -> None:
+    """Print a complete, commented hfpref.toml."""
+    from hfpref.config import example_config
+
+    click.echo(example_config(), nl=False)
+
+
+@cli.command()
+@click.argument("target", metavar="CONFIG_OR_FOLDER", type=click.Path(exists=True))
+def validate(target: str) -> None:
+    """Check a hfpref.toml, or a dataset folder (schema, empty pairs, prompt leakage across splits)."""
+    from pathlib import Path
+
+    from hfpref.stages import pipeline
+
+    if Path(target).is_dir():
+        pipeline.validate_folder_cli(target)
+    else:
+        click.echo(pipeline.describe_config(load_run_config(target)))
