@@ -1,4 +1,4 @@
-"""Every error hfpref raises, and the one place where provider answers become errors.
+"""Every error hfpref raises: the one exception tree, and the redaction of secrets from its messages.
 
 Exception tree (the CLI prints ``str(error)`` on one line and exits with ``exit_code``)::
 
@@ -21,18 +21,15 @@ Exception tree (the CLI prints ``str(error)`` on one line and exits with ``exit_
     │   └── RepoIdError              exit 2  a repo id that is not NAMESPACE/NAME
     └── TrainError                   exit 1  training could not start or failed
 
+Which endpoint failure becomes which error is decided in one place, :mod:`hfpref.wire.failures`.
+
 Secrets: every API key hfpref reads is registered with :func:`register_secret`, and every error
 message passes through :func:`redact`, so a key echoed back by a provider never reaches a log line.
 """
 
 from __future__ import annotations
 
-import email.utils
-import time
-from collections.abc import Mapping
 from typing import Any
-
-import orjson
 
 _SECRETS: set[str] = set()
 
@@ -168,88 +165,3 @@ class EmptyAnswerError(ProviderError):
     def __init__(self, message: str, *, model: str, records: list[dict[str, Any]]) -> None:
         super().__init__(message, model=model)
         self.records = records
-
-
-def parse_retry_after(headers: Mapping[str, str], now: float | None = None) -> float | None:
-    """Seconds to wait from ``retry-after-ms`` or ``retry-after`` (seconds or an HTTP date)."""
-    value = headers.get("retry-after-ms")
-    if value is not None:
-        try:
-            return max(0.0, float(value) / 1000)
-        except ValueError:
-            pass
-    value = headers.get("retry-after")
-    if value is None:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        parsed = email.utils.parsedate_to_datetime(value) if value.strip() else None
-        if parsed is None:
-            return None
-        return max(0.0, parsed.timestamp() - (time.time() if now is None else now))
-
-
-def _error_message(body: bytes) -> str:
-    """The human part of an error body: OpenAI/OpenRouter/vLLM JSON, or the start of an HTML page."""
-    try:
-        data: Any = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        text = body.decode("utf-8", "replace").strip()
-        if text.lstrip().startswith("<"):
-            return "the endpoint answered with an HTML page instead of JSON"
-        return text[:200] or "empty body"
-    if isinstance(data, dict):
-        err = data.get("error", data)
-        if isinstance(err, dict):
-            message = err.get("message") or err.get("detail") or ""
-            metadata = err.get("metadata")
-            if isinstance(metadata, dict) and metadata.get("raw"):
-                message = f"{message} ({str(metadata['raw'])[:200]})"
-            return str(message or err)[:300]
-        if isinstance(err, str):
-            return err[:300]
-        if "detail" in data:
-            return str(data["detail"])[:300]
-    return str(data)[:300]
-
-
-def provider_error(
-    status: int, headers: Mapping[str, str], body: bytes, model: str, *, hint: str = ""
-) -> ProviderError:
-    """Map one non-2xx answer (or a 2xx whose body is an ``{"error": ...}``) onto the tree above."""
-    message = _error_message(body)
-    if hint:
-        message = f"{message}; {hint}"
-    if status in (401, 403):
-        return AuthenticationError(
-            f"{message} (check the API key in the variable named by api_key_env)", model=model, status=status
-        )
-    if status == 404:
-        return ModelNotFoundError(
-            f"{message} (is the model id right for this endpoint?)", model=model, status=status
-        )
-    if status == 429:
-        return RateLimitError(message, model=model, status=status, retry_after=parse_retry_after(headers))
-    if status in (408, 409) or status >= 500:
-        return ServerError(message, model=model, status=status, retry_after=parse_retry_after(headers))
-    return BadRequestError(message, model=model, status=status)
-
-
-def error_status_from_body(data: Mapping[str, Any]) -> int:
-    """OpenRouter can answer 200 with ``{"error": {"code": 429 | "429" | "rate_limited", ...}}``."""
-    err = data.get("error")
-    code = err.get("code") if isinstance(err, dict) else None
-    if isinstance(code, int):
-        return code
-    if isinstance(code, str):
-        if code.isdigit():
-            return int(code)
-        lowered = code.lower()
-        if "rate" in lowered:
-            return 429
-        if "auth" in lowered or "key" in lowered:
-            return 401
-        if "not_found" in lowered or "model" in lowered:
-            return 404
-    return 502

@@ -1,4 +1,5 @@
-"""Unit tests of the pieces under the client: limiter (with a fake clock), error mapping, cache, routing."""
+"""Unit tests of the pieces under the client: limiter (with a fake clock), error mapping, the transport
+seam (a fake transport in place of HTTP), cache, routing."""
 
 from __future__ import annotations
 
@@ -6,11 +7,14 @@ import asyncio
 import collections
 import inspect
 import pickle
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
+import orjson
 import pytest
 
-from hfpref.config import ModelSpec, load_config, parse_models
+from hfpref.config import ModelSpec, ProviderConfig, load_config, parse_models
 from hfpref.errors import (
     AuthenticationError,
     BadRequestError,
@@ -19,17 +23,19 @@ from hfpref.errors import (
     ModelNotFoundError,
     RateLimitError,
     ServerError,
-    error_status_from_body,
-    parse_retry_after,
-    provider_error,
     redact,
     register_secret,
 )
 from hfpref.stages.concurrency import map_call
 from hfpref.stages.generate import Generator, route
 from hfpref.wire.cache import RequestCache, request_key
+from hfpref.wire.client import ChatClient
+from hfpref.wire.failures import error_status_from_body, json_or_raise, parse_retry_after, provider_error
+from hfpref.wire.progress import Stats
 from hfpref.wire.ratelimit import Backlog, ModelLimiter
+from hfpref.wire.session import Session
 from hfpref.wire.tasks import gather_all
+from hfpref.wire.transport import Request
 
 
 class FakeTime:
@@ -311,6 +317,84 @@ def test_secrets_are_redacted_from_errors() -> None:
     assert key not in redact(f"Incorrect API key provided: {key}")
     error = provider_error(401, {}, f'{{"error": {{"message": "key {key[:20]}... rejected"}}}}'.encode(), "m")
     assert key[:20] not in str(error)
+
+
+class FakeTransport:
+    """An endpoint in a test, as httpx's MockTransport: ``handler`` answers each request (or raises)."""
+
+    def __init__(self, handler: Callable[[Request], dict[str, Any]]) -> None:
+        self.handler = handler
+        self.requests: list[Request] = []
+        self.closed = 0
+
+    async def send(self, request: Request) -> dict[str, Any]:
+        self.requests.append(request)
+        return self.handler(request)
+
+    async def aclose(self) -> None:
+        self.closed += 1
+
+
+def _answer(*texts: str) -> bytes:
+    choices = [{"index": i, "message": {"content": t}, "finish_reason": "stop"} for i, t in enumerate(texts)]
+    return orjson.dumps({"choices": choices, "usage": {"prompt_tokens": 4, "completion_tokens": 2}})
+
+
+def _complete(client: ChatClient, samples: list[int]) -> tuple[list[dict[str, Any]], Session]:
+    """The records of ``samples`` of one prompt, and the session they were asked in (closed now)."""
+
+    async def main() -> tuple[list[dict[str, Any]], Session]:
+        async with client.open() as session, session.backlog.batch(1):
+            messages = [{"role": "user", "content": "hi"}]
+            return await client.complete(session, "m/a", messages, {}, samples), session
+
+    return asyncio.run(main())
+
+
+def test_a_transport_answers_the_client_in_place_of_http() -> None:
+    fake = FakeTransport(lambda request: json_or_raise(200, {}, _answer("a", "b"), request.model))
+    provider = ProviderConfig(base_url="http://127.0.0.1:9/v1")
+    client = ChatClient(provider, [ModelSpec("m/a")], 4, RequestCache(None), Stats("t"), transport=fake)
+    records, _ = _complete(client, [0, 1])
+    assert [r["text"] for r in records] == ["a", "b"]
+    assert [r["completion_tokens"] for r in records] == [1, 1]  # each its share of the answer
+    (request,) = fake.requests  # both samples in one request, with n
+    assert request.url == "http://127.0.0.1:9/v1/chat/completions"
+    assert orjson.loads(request.body) == {
+        "model": "m/a",
+        "messages": [{"role": "user", "content": "hi"}],
+        "n": 2,
+    }
+    assert fake.closed == 1  # the loop's last user left: the transport closed what the loop held
+
+
+def test_a_transports_typed_errors_drive_limits_and_retries() -> None:
+    t = FakeTime()
+    answers = iter(
+        [
+            (429, {"retry-after": "2"}, b'{"error": {"message": "slow down"}}'),
+            (200, {}, b'{"error": {"code": "rate_limited", "message": "slow down"}}'),  # OpenRouter's way
+            (200, {}, _answer("finally")),
+        ]
+    )
+    fake = FakeTransport(lambda request: json_or_raise(*next(answers), request.model))
+    client = ChatClient(
+        ProviderConfig(base_url="http://127.0.0.1:9/v1"),
+        [ModelSpec("m/a")],
+        4,
+        RequestCache(None),
+        Stats("t"),
+        transport=fake,
+        clock=t.clock,
+        sleep=t.sleep,
+        jitter=lambda: 0.0,
+        backoff=lambda state: 0.5,  # type: ignore[arg-type]
+    )
+    (record,), session = _complete(client, [0])
+    assert record["text"] == "finally" and len(fake.requests) == 3
+    assert client.stats.retries == 2
+    assert session.limiters["m/a"].cap == 2.0  # the 429s halved the cap to 1, the answer raised it by 1
+    assert t.sleeps == [2.0, 0.5]  # Retry-After as asked (no jitter drawn), then the backoff
 
 
 def test_cache_key_depends_on_what_decides_the_answer(tmp_path: Path) -> None:

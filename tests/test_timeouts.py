@@ -15,12 +15,12 @@ from datasets import Dataset
 from tenacity import RetryCallState
 
 from hfpref.cli import cli
-from hfpref.config import ModelSpec, ProviderConfig
+from hfpref.config import ProviderConfig
 from hfpref.errors import ConfigError, EndpointUnreachable, RateLimitError
 from hfpref.stages.generate import Generator
-from hfpref.wire.cache import RequestCache
-from hfpref.wire.client import UNREACHABLE_AFTER_S, ChatClient, _Refused, wait_retry_after
-from hfpref.wire.progress import Stats
+from hfpref.wire.client import wait_retry_after
+from hfpref.wire.failures import ConnectionRefused
+from hfpref.wire.transport import UNREACHABLE_AFTER_S, HTTPTransport
 from tests.fake_openai import FakeOpenAI, ok, slow
 
 
@@ -60,32 +60,20 @@ def test_the_cli_says_so_in_one_line(tmp_path: Path) -> None:
     assert not (tmp_path / "out.jsonl").exists()
 
 
-def _client(clock: list[float]) -> ChatClient:
-    return ChatClient(
-        provider=ProviderConfig(base_url="http://127.0.0.1:9/v1"),
-        models=[ModelSpec(id="m/a")],
-        concurrency=1,
-        cache=RequestCache(None),
-        stats=Stats("t"),
-        clock=lambda: clock[0],
-    )
-
-
 def test_an_endpoint_that_answered_once_is_retried_as_usual() -> None:
     clock = [100.0]
-    client = _client(clock)
+    transport = HTTPTransport(ProviderConfig(base_url="http://127.0.0.1:9/v1"), 1, clock=lambda: clock[0])
     url = "http://127.0.0.1:9/v1/chat/completions"
-    refused = _Refused("cannot connect: Connection refused", model="m/a")
-    endpoint = client._endpoints[url]
-    client._check_reachable(url, endpoint, refused)  # the first refusal starts the clock
+    refused = ConnectionRefused("cannot connect: Connection refused", model="m/a")
+    transport.check_reachable(url, refused)  # the first refusal starts the clock
     clock[0] += UNREACHABLE_AFTER_S - 0.1
-    client._check_reachable(url, endpoint, refused)
+    transport.check_reachable(url, refused)
     clock[0] += 0.2
     with pytest.raises(EndpointUnreachable, match=r"Connection refused for 3 s"):
-        client._check_reachable(url, endpoint, refused)
-    endpoint.answered = True  # e.g. a server restarting mid-run: its refusals are retried, never fatal
+        transport.check_reachable(url, refused)
+    transport._endpoints[url].answered = True  # e.g. a server restarting mid-run: retried, never fatal
     clock[0] += 100
-    client._check_reachable(url, endpoint, refused)
+    transport.check_reachable(url, refused)
 
 
 def test_a_stalled_answer_is_given_up_after_the_read_timeout() -> None:

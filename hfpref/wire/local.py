@@ -2,7 +2,8 @@
 
 :func:`local_chat` takes an OpenAI chat-completions request body (``model``, ``messages``,
 ``temperature``, ``max_tokens``, optional ``top_p`` and ``n``) and returns an OpenAI-shaped response
-dict, so that :class:`hfpref.client.ChatClient` caches and accounts it like any endpoint's answer
+dict. :class:`LocalTransport` puts it behind the same seam as HTTP (:mod:`hfpref.wire.transport`), so
+that :class:`~hfpref.wire.client.ChatClient` caches and accounts it like any endpoint's answer
 (``usage.cost`` is always 0.0).
 
 How it runs:
@@ -34,9 +35,14 @@ import os
 import threading
 import weakref
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+import orjson
 
 from hfpref.errors import ConfigError
+
+if TYPE_CHECKING:
+    from hfpref.wire.transport import Request
 
 MAX_BATCH = int(os.environ.get("HFPREF_LOCAL_MAX_BATCH", "16"))
 """Most requests (prompts) in one ``generate`` call (env ``HFPREF_LOCAL_MAX_BATCH``)."""
@@ -223,3 +229,13 @@ async def local_chat(model: str, body: dict[str, Any]) -> dict[str, Any]:
     if batcher.worker is None:
         batcher.worker = loop.create_task(_work(model, batcher))
     return await future
+
+
+class LocalTransport:
+    """The transport of ``local:PATH_OR_HUB_ID`` models: each request is answered in-process."""
+
+    async def send(self, request: Request) -> dict[str, Any]:
+        return await local_chat(request.model.removeprefix("local:"), orjson.loads(request.body))
+
+    async def aclose(self) -> None:
+        """Nothing to close: a loop's batch workers end as soon as their queue is empty."""
