@@ -21,7 +21,8 @@ from click.testing import CliRunner
 import hfpref
 from hfpref.cli import cli, main
 from hfpref.errors import ConfigError
-from hfpref.training.train import build_trl_config, resolve_train_config, train
+from hfpref.training.settings import build_trl_config, resolve_train_config
+from hfpref.training.train import train
 from tests.tiny_model import tiny_model
 
 __all__ = ["tiny_model"]  # the session fixture
@@ -211,7 +212,7 @@ def test_step_dpo_trains_with_dpo(prefs: Path, tiny_model: Path, tmp_path: Path)
 def test_overrides_file_and_nemo_knobs_reach_the_trl_config(tmp_path: Path) -> None:
     config_file = tmp_path / "train.yaml"
     config_file.write_text("model: m\nbeta: 0.2\nlora_r: 8\nlearning_rate: 5e-6\nloss_weights: [1, 0.5]\n")
-    options, kwargs = resolve_train_config(
+    settings = resolve_train_config(
         "user/prefs",
         config_file=config_file,
         overrides=[
@@ -222,8 +223,9 @@ def test_overrides_file_and_nemo_knobs_reach_the_trl_config(tmp_path: Path) -> N
             "warmup_steps=5",
         ],
     )
-    assert (options.model, options.lora_r, options.method, options.output_dir) == ("m", 8, "dpo", "m-DPO")
-    args = build_trl_config(options, kwargs, has_eval=True)
+    assert (settings.options.model, settings.model.lora_r, settings.method) == ("m", 8, "dpo")
+    args = build_trl_config(settings, has_eval=True)
+    assert args.output_dir == "m-DPO"
     assert (args.beta, args.loss_type, args.loss_weights, args.learning_rate) == (
         0.3,
         ["sigmoid", "sft"],
@@ -234,20 +236,28 @@ def test_overrides_file_and_nemo_knobs_reach_the_trl_config(tmp_path: Path) -> N
     assert (args.bf16, args.fp16, args.activation_checkpointing) == (False, False, False)
 
     nemo = ["reference_policy_kl_penalty=0.05", "sft_loss_weight=0.1", "preference_average_log_probs=true"]
-    options, kwargs = resolve_train_config("d", "m", overrides=nemo)
-    args = build_trl_config(options, kwargs, has_eval=False)
+    args = build_trl_config(resolve_train_config("d", "m", overrides=nemo), has_eval=False)
     assert (args.beta, args.loss_type, args.loss_weights) == (0.05, ["sigmoid_norm", "sft"], [1.0, 0.1])
     assert args.learning_rate == pytest.approx(1e-5)  # LoRA default: 10x TRL's full fine-tuning rate
-    options, kwargs = resolve_train_config("d", "m", full=True, method="sft")
-    assert build_trl_config(options, kwargs, has_eval=False).learning_rate == pytest.approx(2e-5)
+    settings = resolve_train_config("d", "m", full=True, method="sft")
+    assert build_trl_config(settings, has_eval=False).learning_rate == pytest.approx(2e-5)
 
 
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
         (["bta=0.1"], "unknown key 'bta' for dpo (DPOConfig); did you mean beta?"),
-        (["beta=high"], "beta: expected float, got 'high'"),
-        (["loss_type=[sigmoid,sft]", "--method", "kto"], "loss_type: expected str, got ['sigmoid', 'sft']"),
+        (["beta=high"], "beta: invalid float value: 'high'"),
+        (
+            ["loss_type=[sigmoid,sft]", "--method", "kto"],
+            "loss_type takes one value, not a list: [sigmoid,sft]",
+        ),
+        (["dtype=bf16"], "dtype: invalid choice: 'bf16'"),
+        (["push_to_hub=true"], "push_to_hub=true needs hub_model_id=user/name"),
+        (
+            ["full=true", "use_peft=true"],
+            "full (full fine-tuning) and use_peft=true (a LoRA adapter) contradict",
+        ),
         (["sft_loss_weight=0.1", "sft_average_log_probs=false"], "has no TRL equivalent"),
         (["reference_policy_kl_penalty=0.1", "beta=0.1"], "set either beta or reference_policy_kl_penalty"),
         (["max_steps"], "expected KEY=VALUE, got 'max_steps'"),
@@ -283,7 +293,7 @@ def test_bad_datasets_exit_2_naming_what_is_expected(
 def test_a_dataset_without_named_configs_uses_default(tmp_path: Path) -> None:
     from datasets import Dataset
 
-    from hfpref.training.train import load_training_data
+    from hfpref.training.data import load_training_data
 
     rows = [
         {k: v for k, v in row.items() if k in ("chosen", "rejected", "margin")} for row in _rows("dpo", 4, 0)
@@ -328,6 +338,58 @@ def test_train_from_a_hub_repo_and_push_the_model(prefs: Path, tiny_model: Path,
     assert "hfpref train --dataset user/prefs" in card and card == (out / "README.md").read_text()
 
 
-def test_cli_import_stays_light() -> None:
-    code = "import sys, hfpref.cli; sys.exit(bool({'torch', 'transformers', 'trl'} & set(sys.modules)))"
-    assert subprocess.run([sys.executable, "-c", code], cwd=ROOT).returncode == 0
+def test_trl_names_a_trl_config_file_and_toml_work(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import trl
+
+    monkeypatch.setenv("HFPREF_TRAIN_TEST", "before")  # restored after the test
+    trl_file = tmp_path / "trl.yaml"  # as written for `trl kto --config trl.yaml`
+    trl_file.write_text(
+        "env:\n  HFPREF_TRAIN_TEST: from-file\ndataset_name: user/prefs\nmodel_name_or_path: m\n"
+        "dataset_config: kto\nuse_peft: false\ndataset_test_split: validation\nmax_steps: 3\n"
+    )
+    settings = resolve_train_config(config_file=trl_file, overrides=["max_steps=4"])
+    assert (settings.options.dataset, settings.options.model, settings.method) == ("user/prefs", "m", "kto")
+    assert settings.options.full and trl.get_peft_config(settings.model) is None
+    assert (
+        settings.script.dataset_test_split == "validation" and os.environ["HFPREF_TRAIN_TEST"] == "from-file"
+    )
+    args = build_trl_config(settings, has_eval=False)
+    assert (type(args).__name__, args.max_steps) == ("KTOConfig", 4)  # key=value beats the file
+
+    toml_file = tmp_path / "train.toml"
+    toml_file.write_text(
+        'dataset = "d"\nmodel = "m"\nmethod = "kto"\nlora_target_modules = ["q_proj", "v_proj"]\n'
+    )
+    overrides = ["use_dora=true", "lora-r=4", "push_to_hub=user/tiny", "model_init_kwargs={dtype: bfloat16}"]
+    settings = resolve_train_config(config_file=toml_file, method="dpo", overrides=[*overrides, "method=sft"])
+    peft = trl.get_peft_config(settings.model)
+    assert (settings.method, peft.r, peft.use_dora, sorted(peft.target_modules)) == (
+        "dpo",
+        4,
+        True,
+        ["q_proj", "v_proj"],
+    )
+    args = build_trl_config(settings, has_eval=False)
+    assert (args.push_to_hub, args.hub_model_id, args.model_init_kwargs["dtype"]) == (
+        True,
+        "user/tiny",
+        "bfloat16",
+    )
+
+
+LIGHT = """
+import sys
+from hfpref.cli import cli
+if sys.argv[1:]:
+    cli.main(sys.argv[1:], prog_name="hfpref", standalone_mode=False)
+heavy = {"torch", "transformers", "trl", "peft"} & set(sys.modules)
+sys.exit(f"loaded {sorted(heavy)}" if heavy else 0)
+"""
+
+
+@pytest.mark.parametrize("args", [[], ["--help"], ["train", "--help"]])
+def test_cli_import_and_help_stay_light(args: list[str]) -> None:
+    done = subprocess.run([sys.executable, "-c", LIGHT, *args], cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    if args[:1] == ["train"]:  # the help of hfpref's options comes from their dataclass, TRL unloaded
+        assert "(TRL: dataset_name)" in " ".join(done.stdout.split()), done.stdout
