@@ -261,10 +261,15 @@ class JudgeConfig:
         "Show the judge each completion's reasoning (the `reasoning` column) before its answer.", False
     )
 
+    #: The judge modes, as the config check knows them: the names of the table of modes,
+    #: ``hfpref.stages.judge_modes.MODES`` (the stages sit above this module; a test keeps them equal).
+    MODES = ("pointwise", "pairwise", "stepwise")
+
     def __post_init__(self) -> None:
         self.models = parse_models(self.models)
-        if self.mode not in ("pointwise", "pairwise", "stepwise"):
-            raise ConfigError(f"judge.mode must be pointwise, pairwise or stepwise, got {self.mode!r}")
+        if self.mode not in self.MODES:
+            names = f"{', '.join(self.MODES[:-1])} or {self.MODES[-1]}"
+            raise ConfigError(f"judge.mode must be {names}, got {self.mode!r}")
         if self.aggregate not in ("mean", "majority"):
             raise ConfigError(f"judge.aggregate must be mean or majority, got {self.aggregate!r}")
         if not isinstance(self.scale, int) or self.scale < 2:

@@ -19,8 +19,8 @@ from datasets import Dataset, load_dataset
 
 from builder_scripts import dpogen, helpsteer3, nemo_gym, prm800k, ultrafeedback
 from hfpref.repo.export import validate_folder
-from hfpref.repo.folder import read_provenance
-from hfpref.training.train import load_training_data
+from hfpref.repo.provenance import Provenance, read_provenance
+from hfpref.training.data import load_training_data
 from tests.hub_emulator import HubEmulator
 from tests.tiny_model import tiny_model
 
@@ -194,6 +194,13 @@ def invoke(script: ModuleType, capsys: pytest.CaptureFixture[str], *args: Any) -
     return code, out.out, out.err
 
 
+def provenance(folder: Path) -> Provenance:
+    """The folder's ``hfpref.json``, with every section an importer writes."""
+    prov = read_provenance(folder)
+    assert prov is not None and prov.source is not None and prov.source_statistics is not None
+    return prov
+
+
 def rows(folder: Path, config: str) -> dict[str, list[dict[str, Any]]]:
     return {split: ds.to_list() for split, ds in load_dataset(str(folder), config).items()}
 
@@ -245,13 +252,13 @@ def test_nemo_gym_pairs_best_with_worst_and_counts_skips(
         ("four", False),
     ]
 
-    prov = read_provenance(folder)
-    assert prov["source_statistics"]["skipped"] == {"null reward": 1, "no output_text in response.output": 1}
-    assert prov["configs"]["dpo"]["statistics"]["dropped"] == {
+    prov = provenance(folder)
+    assert prov.source_statistics.skipped == {"null reward": 1, "no output_text in response.output": 1}
+    assert prov.configs["dpo"].statistics["dropped"] == {
         "margin below min_margin": 1,
         "all usable completions tie": 1,
     }
-    reward = prov["source_statistics"]["distributions"]["reward"]
+    reward = prov.source_statistics.distributions["reward"]
     assert (reward["count"], reward["min"], reward["max"]) == (7, 0.0, 1.0)
     card = (folder / "README.md").read_text()
     assert "- 1 × null reward" in card and "| reward | count |" in card and "| 1 | 3 |" in card
@@ -270,7 +277,7 @@ def test_nemo_gym_stratified_and_rescaled_rewards(tmp_path: Path, capsys: pytest
     assert "rewards span [0, 10]: rescaled to [0, 1]" in out
     pairs = [(content(r["chosen"]), content(r["rejected"])) for r in rows(folder, "dpo")["train"]]
     assert pairs == [("a", "d"), ("b", "e")]  # >= 7.5 against <= 1.5, best with worst first
-    assert read_provenance(folder)["source"]["reward scaling"] == "rewards in [0, 10] rescaled to [0, 1]"
+    assert provenance(folder).source["reward scaling"] == "rewards in [0, 10] rescaled to [0, 1]"
 
 
 def test_helpsteer3_script_runs_as_a_file(tmp_path: Path) -> None:
@@ -301,7 +308,7 @@ def test_helpsteer3_script_runs_as_a_file(tmp_path: Path) -> None:
     )
     assert got == [("Name a fruit.", "An apple.", "A car.", 3.0), ("Say hi.", "Hi!", "Go away.", 2.0)]
     assert all(r["score_chosen"] is None and r["score_rejected"] is None for r in dpo)
-    assert read_provenance(folder)["source_statistics"]["distributions"]["overall_preference"]["count"] == 4
+    assert provenance(folder).source_statistics.distributions["overall_preference"]["count"] == 4
     assert_usable(folder, {"dpo": "dpo"})
 
 
@@ -358,7 +365,7 @@ def test_prm800k_stepwise_and_step_dpo(tmp_path: Path, capsys: pytest.CaptureFix
         ("What is 3*3?\n\n", "3*3 = 9.", "3*3 = 6.", 0),
         ("What is 3*3?\n\n", "3*3 = 9.", "3*3 = 8.", 0),
     }
-    assert read_provenance(folder)["source_statistics"]["distributions"]["step rating"]["histogram"] == [
+    assert provenance(folder).source_statistics.distributions["step rating"]["histogram"] == [
         ["-1", 3],
         ["0", 2],
         ["1", 2],
@@ -392,7 +399,7 @@ def test_dpogen_sft_and_dpo_outputs(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert "dpo: 2 train (left out: 1 × chosen and rejected identical)" in out
     got = [(r["prompt"], r["margin"], r["chosen_model"]) for r in rows(folder, "dpo")["train"]]
     assert got == [("What is 2 + 2?", 0.5, "m1"), ("Explain gravity.", 0.5, None)]  # 0.95 - 0.45; given
-    assert sorted(read_provenance(folder)["tags"]) == ["dpogen", "synthetic"]
+    assert sorted(provenance(folder).tags) == ["dpogen", "synthetic"]
 
 
 # --- shared behaviour ---

@@ -17,7 +17,9 @@ from typing import Any
 import pytest
 from huggingface_hub import DatasetCard
 
-from hfpref.repo.card import REPO_PLACEHOLDER, merge_card, render_card, size_category, templates_dir
+from hfpref.repo.card import REPO_PLACEHOLDER, merge_card, size_category, templates_dir
+from hfpref.repo.card import render_card as render
+from hfpref.repo.provenance import Provenance
 
 GOLDEN = Path(__file__).parent / "golden"
 ROOT = Path(__file__).parent.parent
@@ -130,11 +132,26 @@ IMPORTED: dict[str, Any] = {
 CASES = [("full", FULL, "alice/math-prefs"), ("imported", IMPORTED, None)]
 
 
+def render_card(content: dict[str, Any], *, repo_id: str | None = None) -> DatasetCard:
+    """The card of a folder whose ``hfpref.json`` holds ``content`` (read as hub and push read it)."""
+    return render(Provenance.from_json(content), repo_id=repo_id)
+
+
 def write_goldens() -> None:
     for name, provenance, repo_id in CASES:
         (GOLDEN / f"{name}_card.md").write_text(
             str(render_card(provenance, repo_id=repo_id)), encoding="utf-8"
         )
+
+
+@pytest.mark.parametrize(("name", "provenance", "repo_id"), CASES)
+def test_provenance_reads_back_as_written(name: str, provenance: dict[str, Any], repo_id: str | None) -> None:
+    assert Provenance.from_json(provenance).to_json() == provenance
+    older = {
+        key: value for key, value in provenance.items() if key not in ("hfpref_version", "usage", "input")
+    }
+    read = Provenance.from_json(older)  # a file from before those keys: they are unknown, not an error
+    assert (read.hfpref_version, read.usage, read.input) == (None, None, None)
 
 
 @pytest.mark.parametrize(("name", "provenance", "repo_id"), CASES)
@@ -287,8 +304,9 @@ def test_templates_found_in_an_installed_wheel(tmp_path: Path) -> None:
     with zipfile.ZipFile(wheel) as archive:
         archive.extractall(tmp_path / "site")
     code = (
-        "import hfpref.repo.card as c; print(c.templates_dir()); "
-        "print(c.render_card({'configs': {'dpo': {'splits': {'train': 1}}}}).data.license)"
+        "import hfpref.repo.card as c; from hfpref.repo.provenance import Provenance as P; "
+        "print(c.templates_dir()); "
+        "print(c.render_card(P.from_json({'configs': {'dpo': {'splits': {'train': 1}}}})).data.license)"
     )
     env = {**os.environ, "PYTHONPATH": str(tmp_path / "site")}
     out = subprocess.run(

@@ -20,7 +20,7 @@ from click.testing import CliRunner, Result
 from pytest import approx
 
 from hfpref.cli import cli
-from hfpref.stages import verdicts
+from hfpref.stages import judge_modes
 from hfpref.stages.judge import judge_statistics
 from tests.fake_openai import Behaviour, FakeOpenAI, fake_openai, ok, status
 
@@ -321,7 +321,7 @@ def test_structured_output_sends_the_json_schema_and_reads_the_json_answer(
     config = structured_config(tmp_path, fake_openai)
     result = hfpref("judge", source, "-o", tmp_path / "out.jsonl", "-c", config, "--mode", mode)
     assert result.exit_code == 0, result.stderr
-    schema = verdicts.response_format(mode, 10)
+    schema = judge_modes.response_format(mode, 10)
     assert schema["type"] == "json_schema" and schema["json_schema"]["strict"] is True
     assert [r.body["response_format"] for r in fake_openai.received] == [schema] * len(fake_openai.received)
     (row,) = read_jsonl(tmp_path / "out.jsonl")

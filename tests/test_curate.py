@@ -9,9 +9,9 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import pyarrow.parquet as pq
 import pytest
 from datasets import Dataset, load_dataset
-from datasets.arrow_writer import ParquetWriter
 
 from hfpref.cli import main
 from hfpref.config import CurateConfig
@@ -455,11 +455,11 @@ def test_an_interrupted_rewrite_leaves_no_card_and_can_be_redone(
     write_folder(tmp_path / "out", configs, provenance={})
     assert (tmp_path / "out" / "README.md").is_file()
 
-    def killed(self: ParquetWriter, *args: Any, **kwargs: Any) -> None:
+    def killed(self: pq.ParquetWriter, *args: Any, **kwargs: Any) -> None:
         raise KeyboardInterrupt  # the process stops while a shard is being written
 
     with monkeypatch.context() as patch:
-        patch.setattr(ParquetWriter, "finalize", killed)
+        patch.setattr(pq.ParquetWriter, "write_table", killed)
         with pytest.raises(KeyboardInterrupt):
             write_folder(tmp_path / "out", configs, provenance={})
     assert not (tmp_path / "out" / "README.md").exists()  # no card: it neither loads nor looks complete
@@ -743,3 +743,18 @@ def test_load_rows_errors(tmp_path: Path, setup: Any, message: str) -> None:
 def test_save_rows_refuses_unknown_types(tmp_path: Path) -> None:
     with pytest.raises(InputError, match=r"unknown file type '\.txt'"):
         save_rows(Dataset.from_list([{"prompt": "q"}]), tmp_path / "rows.txt")
+
+
+def test_shard_sizes_read_as_datasets_reads_them() -> None:
+    from hfpref.repo.folder import size_in_bytes
+
+    assert [size_in_bytes(s) for s in ("500MB", "2GiB", " 1.5kb ", 4096)] == [
+        500 * 10**6,
+        2 * 2**30,
+        1500,
+        4096,
+    ]
+    with pytest.raises(
+        ConfigError, match=r"max_shard_size: expected a size such as 500MB or 2GiB, got 'big'"
+    ):
+        size_in_bytes("big")

@@ -1,9 +1,10 @@
 """What a folder says about how its data was made: curate reads it from the judged file's columns.
 
 ``hfpref generate`` → ``hfpref judge`` → ``hfpref curate`` as three commands records the same generation
-models, usage and judge statistics as ``hfpref run`` (one function, :func:`hfpref.stages.curate.made_provenance`,
-completes what each caller knows from the columns); what only the settings know (sampling, the judge
-prompt) is absent from a staged folder, and its card says so instead of guessing.
+models, usage and judge statistics as ``hfpref run`` (one method,
+:meth:`hfpref.repo.provenance.Provenance.completed`, completes what each caller knows from the columns);
+what only the settings know (sampling, the judge prompt) is absent from a staged folder, and its card
+says so instead of guessing.
 """
 
 from __future__ import annotations
@@ -14,8 +15,9 @@ from typing import Any
 import orjson
 import pytest
 
-from hfpref.repo.folder import read_provenance
-from hfpref.stages.curate import curate, made_provenance
+from hfpref.errors import ConfigError
+from hfpref.repo.provenance import Provenance, TokenUsage, read_provenance
+from hfpref.stages.curate import curate
 from tests.fake_openai import FakeOpenAI, fake_openai
 from tests.test_cli_stages import hfpref, prompts
 from tests.test_curate import row
@@ -48,20 +50,22 @@ def test_staged_curate_records_the_judge_and_generation_as_run_does(
 
     made, run = read_provenance(staged), read_provenance(tmp_path / "ran")
     assert made is not None and run is not None
-    judge = made["judge"]
+    assert made.judge is not None and run.judge is not None and made.usage is not None
+    assert made.generation is not None and run.generation is not None
+    judge = made.judge
     assert judge["models"] == [{"id": "j/1"}] and judge["mode"] == "pointwise" and judge["inferred"]
     assert judge["statistics"]["calls"] == 36 and judge["statistics"]["parse_failure_rate"] == 0.0
     assert judge["statistics"]["cost_usd"] > 0
-    assert {k: judge[k] for k in DERIVED_JUDGE} == {k: run["judge"][k] for k in DERIVED_JUDGE}
-    assert "prompt" not in judge and run["judge"]["prompt"] == "helpfulness"  # only the settings know it
-    generation = made["generation"]
+    assert {k: judge[k] for k in DERIVED_JUDGE} == {k: run.judge[k] for k in DERIVED_JUDGE}
+    assert "prompt" not in judge and run.judge["prompt"] == "helpfulness"  # only the settings know it
+    generation = made.generation
     assert generation["models"] == [{"id": "m/a", "completions": 36}] and generation["inferred"]
     assert (generation["completions"], generation["failed"]) == (36, 0)
-    assert run["generation"]["models"] == [{"id": "m/a", "completions": 36, "weight": 1.0}]
-    assert (run["generation"]["completions"], run["generation"]["failed"]) == (36, 0)
-    assert "temperature" not in generation and run["generation"]["temperature"] == 0.8
-    assert made["usage"] == run["usage"] and made["usage"]["cost_usd"] > 0
-    assert "inferred" not in run["judge"] and "inferred" not in run["generation"]
+    assert run.generation["models"] == [{"id": "m/a", "completions": 36, "weight": 1.0}]
+    assert (run.generation["completions"], run.generation["failed"]) == (36, 0)
+    assert "temperature" not in generation and run.generation["temperature"] == 0.8
+    assert made.usage == run.usage and (made.usage.cost_usd or 0) > 0
+    assert "inferred" not in run.judge and "inferred" not in run.generation
 
     card = (staged / "README.md").read_text()
     assert "### Judging" in card and "- Judges: `j/1`" in card and "- `mode`: pointwise" in card
@@ -77,7 +81,7 @@ def test_curate_without_judge_or_generation_columns_records_neither(tmp_path: Pa
     curate(rows, tmp_path / "prefs", formats="dpo", test_size=0)
     prov = read_provenance(tmp_path / "prefs")
     assert prov is not None
-    assert not {"generation", "judge", "usage"} & set(prov)
+    assert not {"generation", "judge", "usage"} & set(prov.to_json())
     card = (tmp_path / "prefs" / "README.md").read_text()
     assert "### Judging" not in card and "### Generation" not in card and "Judge statistics" in card
 
@@ -120,7 +124,7 @@ def test_the_judge_section_gathers_every_row_and_keeps_the_callers_settings() ->
     }
 
 
-def test_made_provenance_completes_the_callers_models_by_id() -> None:
+def test_completed_provenance_completes_the_callers_models_by_id() -> None:
     given = {
         "generation": {"models": [{"id": "m/b", "weight": 2.0}, {"id": "m/a", "weight": 1.0}], "n": 4},
         "summary": "mine",
@@ -138,8 +142,9 @@ def test_made_provenance_completes_the_callers_models_by_id() -> None:
         },
         "usage": {"cost_usd": None},
     }
-    assert made_provenance(given, found) == {
-        "generation": {
+    completed = Provenance.from_json(given).completed(Provenance.from_json(found))
+    assert completed == Provenance(
+        generation={
             "models": [
                 {"id": "m/b", "completions": 5, "weight": 2.0},
                 {"id": "m/a", "completions": 3, "weight": 1.0},
@@ -149,10 +154,19 @@ def test_made_provenance_completes_the_callers_models_by_id() -> None:
             "completions": 9,
             "failed": 1,
         },
-        "summary": "mine",
-        "usage": {"cost_usd": None},
-    }
-    assert made_provenance({"usage": {"cost_usd": 1.0}}, found)["usage"] == {"cost_usd": 1.0}
+        summary="mine",
+        usage=TokenUsage(cost_usd=None),
+    )
+    given_usage = Provenance.from_json({"usage": {"cost_usd": 1.0}})
+    assert given_usage.completed(Provenance.from_json(found)).usage == TokenUsage(cost_usd=1.0)
+
+
+def test_a_provenance_key_hfpref_does_not_know_is_refused() -> None:
+    rows = [row("q", ["a", "b"], [0.9, 0.1])]
+    with pytest.raises(ConfigError, match=r"provenance: unknown key\(s\) \['judges'\]"):
+        curate(rows, formats="dpo", test_size=0, provenance={"judges": {"models": []}})
+    with pytest.raises(ConfigError, match=r"provenance TokenUsage: unknown key\(s\) \['cost'\]"):
+        curate(rows, formats="dpo", test_size=0, provenance={"usage": {"cost": 1.0}})
 
 
 @pytest.mark.parametrize("judge", ["gpt-4o", {"name": "Ann", "calls": 3}])

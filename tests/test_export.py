@@ -112,6 +112,14 @@ def test_validate_a_folder_without_a_card(tmp_path: Path) -> None:
     assert finding.level == "error" and "no README.md" in finding.message
 
 
+def test_validate_an_hfpref_json_that_is_not_an_object(folder: Path) -> None:
+    (folder / "hfpref.json").write_text("[]")
+    (finding,) = validate_folder(folder)
+    assert finding.level == "error" and finding.message.endswith(
+        "hfpref.json: expected a JSON object, got list"
+    )
+
+
 def test_validate_missing_columns(folder: Path) -> None:
     path = folder / "sft" / "train-00000-of-00001.parquet"
     pq.write_table(pq.read_table(path).drop_columns(["score"]), path)

@@ -26,7 +26,7 @@ from datasets import Dataset
 
 from hfpref.errors import InputError
 from hfpref.repo.folder import FolderWriter, prompt_key, split_hash
-from hfpref.stages import pipeline, scored
+from hfpref.stages import batching, pipeline, scored
 from hfpref.stages.curate import curate
 from hfpref.stages.generate import Generator
 from hfpref.stages.io import arrow_pages
@@ -139,7 +139,7 @@ def test_shards_fill_to_the_size_limit_then_roll_over(tmp_path: Path) -> None:
     assert [p.name for p in shards] == [f"train-0000{i}-of-00004.parquet" for i in range(4)]  # 3+3+3+1
     assert [pq.read_metadata(p).num_rows for p in shards] == [300, 300, 300, 100]
     assert pq.read_table(shards).column("x").to_pylist() == list(range(1000))
-    assert writer.written["n"]["splits"] == {"train": 1000}
+    assert writer.written["n"].splits == {"train": 1000}
 
 
 def test_a_bad_row_in_a_later_chunk_is_named_by_its_row(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -190,10 +190,10 @@ def test_stage_batches_are_gated_and_grouped_below_datasets_limit(
     monkeypatch: pytest.MonkeyPatch, saved: bool
 ) -> None:
     monkeypatch.setattr(datasets.config, "MAX_NUM_RUNNING_ASYNC_MAP_FUNCTIONS_IN_PARALLEL", 5)
-    monkeypatch.setattr(pipeline, "GATE_ROWS", 16)  # two 8-row stage batches at once
+    monkeypatch.setattr(batching, "GATE_ROWS", 16)  # two 8-row stage batches at once
     IN_STAGE["most"] = 0
     ds = Dataset.from_dict({"x": list(range(1000))})
-    out = pipeline._map_stage(ds, doubling_stage, 1, 8, saved=saved)
+    out = batching.map_stage(ds, doubling_stage, 1, 8, saved=saved)
     assert out["double"] == [2 * x for x in range(1000)]
     assert out["where"] == list(range(1000))  # indices in the input, whatever map batch a row was in
     assert IN_STAGE["most"] == 2
@@ -217,7 +217,7 @@ def test_the_first_failing_part_in_row_order_raises_and_the_others_stop() -> Non
     start = time.monotonic()
     with pytest.raises(ValueError, match="rows 8-15"):
         asyncio.run(
-            pipeline._in_parts(failing_stage, pipeline._Gate(8), 8, {"x": list(range(32))}, list(range(32)))
+            batching.in_parts(failing_stage, batching.Gate(8), 8, {"x": list(range(32))}, list(range(32)))
         )
     assert time.monotonic() - start < 10
 
@@ -231,7 +231,7 @@ def test_grouped_stage_batches_keep_the_column_types(
     fake_openai.responder = lambda body: status(500) if "question 20" in str(body["messages"]) else None
     gen = Generator(models=["m/a"], n=1, base_url=fake_openai.base_url, max_retries=0, cache=False)
     ds = Dataset.from_dict({"prompt": [f"question {i}" for i in range(24)]})
-    out = pipeline._map_stage(ds, gen, 4, 4)
+    out = batching.map_stage(ds, gen, 4, 4)
     assert len(out.data.to_batches()) == 6  # stage-batch record batches
     assert [i for i, c in enumerate(out["completions"]) if c == [None]] == [20]
     assert out.features["generation"] == gen.features["generation"]

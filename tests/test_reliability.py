@@ -106,23 +106,23 @@ def test_a_folder_write_killed_midway_is_replaced_by_the_rerun(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """What ``hfpref run`` killed while curate writes its folder leaves, then its rerun."""
+    import pyarrow.parquet as pq
     from datasets import Dataset, DatasetDict
-    from datasets.arrow_writer import ParquetWriter
 
     from hfpref.repo.folder import write_folder
 
     rows = Dataset.from_dict({"prompt": ["a", "b"], "completion": ["x", "y"], "score": [0.1, 0.9]})
     configs = {name: DatasetDict({"train": rows, "test": rows}) for name in ("sft", "grpo")}
-    real_finalize = ParquetWriter.finalize
-    finalized: list[object] = []
+    real_close = pq.ParquetWriter.close
+    closed: list[object] = []
 
-    def killed_at_the_second_shard(self: ParquetWriter, *args: object, **kwargs: object) -> object:
-        if finalized:
+    def killed_at_the_second_shard(self: pq.ParquetWriter, *args: object, **kwargs: object) -> object:
+        closed.append(self)
+        if len(closed) == 2:
             raise KeyboardInterrupt  # where the process died: the second shard is half written
-        finalized.append(self)
-        return real_finalize(self, *args, **kwargs)
+        return real_close(self, *args, **kwargs)  # the first shard, and the dead writer's clean-up
 
-    monkeypatch.setattr(ParquetWriter, "finalize", killed_at_the_second_shard)
+    monkeypatch.setattr(pq.ParquetWriter, "close", killed_at_the_second_shard)
     with pytest.raises(KeyboardInterrupt):
         write_folder(tmp_path / "rerun" / "prefs", configs)
     assert [p.name for p in (tmp_path / "rerun" / "prefs" / "sft").iterdir() if p.name.startswith(".")] == [

@@ -48,9 +48,7 @@ def generate(input_path: str, output: str, config_path: str | None, **flags: Any
 @click.option(
     "--judge-model", "judge_models", multiple=True, metavar="ID", help=help_for(JudgeConfig, "models")
 )
-@click.option(
-    "--mode", type=click.Choice(["pointwise", "pairwise", "stepwise"]), help=help_for(JudgeConfig, "mode")
-)
+@click.option("--mode", type=click.Choice(JudgeConfig.MODES), help=help_for(JudgeConfig, "mode"))
 @click.option("--judge-prompt", help=help_for(JudgeConfig, "prompt"))
 @click.option("--scale", type=int, help=help_for(JudgeConfig, "scale"))
 @click.option("--swap/--no-swap", default=None, help=help_for(JudgeConfig, "swap"))

@@ -1,1 +1,1 @@
-"""The dataset folder = the Hub repo: layout, card, push, export."""
+"""The dataset folder = the Hub repo: layout, config schema, provenance, card, push, export."""

@@ -1,9 +1,10 @@
 """Dataset cards: the README.md of a dataset folder, rendered from its provenance (``hfpref.json``).
 
 The card is a Jinja template in ``cards/`` (source tree) or ``hfpref/cards/`` (installed wheel), rendered
-with ``huggingface_hub``'s ``DatasetCard.from_template``. Everything it says comes from the provenance
-dict, so a section whose facts are unknown (an imported dataset has no generator) is left out, and an
-unknown cost reads "unknown", never $0. Without a license the card says ``other`` and claims no rights.
+with ``huggingface_hub``'s ``DatasetCard.from_template``. Everything it says comes from the folder's
+:class:`~hfpref.repo.provenance.Provenance`, so a section whose facts are unknown (an imported dataset
+has no generator) is left out, and an unknown cost reads "unknown", never $0. Without a license the
+card says ``other`` and claims no rights.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from hfpref.errors import ConfigError
 
 if TYPE_CHECKING:
     from huggingface_hub import DatasetCard
+
+    from hfpref.repo.provenance import ConfigEntry, InputStatistics, Provenance, SourceStatistics
 
 TEMPLATE = "dataset_card.md.j2"
 REPO_PLACEHOLDER = "your-username/your-dataset"
@@ -61,7 +64,7 @@ def size_category(rows: int) -> str:
     return next((label for limit, label in _SIZES if rows < limit), "100M<n<1B")
 
 
-def card_configs(configs: Mapping[str, Mapping[str, Any]], default: str) -> list[dict[str, Any]]:
+def card_configs(configs: Mapping[str, ConfigEntry], default: str) -> list[dict[str, Any]]:
     """The ``configs:`` YAML list: one entry per config, ``data_files`` per split, ``default: true`` once.
 
     A config whose provenance has a ``sha256`` (of its files) gets it in its ``description``: datasets
@@ -72,10 +75,10 @@ def card_configs(configs: Mapping[str, Mapping[str, Any]], default: str) -> list
     for name, info in configs.items():
         entry: dict[str, Any] = {
             "config_name": name,
-            "data_files": [{"split": split, "path": f"{name}/{split}-*"} for split in info["splits"]],
+            "data_files": [{"split": split, "path": f"{name}/{split}-*"} for split in info.splits or {}],
         }
-        if info.get("sha256"):
-            entry["description"] = f"{name} rows, content sha256 {info['sha256'][:16]}"
+        if info.sha256:
+            entry["description"] = f"{name} rows, content sha256 {info.sha256[:16]}"
         if name == default:
             entry["default"] = True
         entries.append(entry)
@@ -99,14 +102,14 @@ def _section(info: Mapping[str, Any], keys: Sequence[str]) -> dict[str, Any] | N
     }
 
 
-def _reasoning(prov: Mapping[str, Any]) -> str | None:
+def _reasoning(prov: Provenance) -> str | None:
     """The curation line on the models' reasoning (``curate.reasoning``); None when not recorded."""
-    mode = (prov.get("curate") or {}).get("reasoning")
+    mode = (prov.curate or {}).get("reasoning")
     if mode == "drop":
         return "dropped (the completions are written without the models' reasoning)"
     if mode != "inline":
         return None
-    count = (prov.get("input") or {}).get("completions_with_reasoning")
+    count = prov.input.completions_with_reasoning if prov.input else None
     had = "" if count is None else f"; {count:,} completions had reasoning"
     return (
         "inline (a completion with reasoning is written as "
@@ -114,34 +117,32 @@ def _reasoning(prov: Mapping[str, Any]) -> str | None:
     )
 
 
-def _summary(prov: Mapping[str, Any]) -> str:
-    names = ", ".join(f"`{name}`" for name in prov["configs"])
-    made = prov.get("input")
-    if not made:
+def _summary(prov: Provenance) -> str:
+    names = ", ".join(f"`{name}`" for name in prov.configs)
+    made = prov.input
+    if made is None:
         return f"Preference data in the configs {names}."
     return (
-        f"Preference data made with hfpref from {made['prompts']:,} prompts and "
-        f"{made['completions']:,} scored completions, in the configs {names}."
+        f"Preference data made with hfpref from {made.prompts:,} prompts and "
+        f"{made.completions:,} scored completions, in the configs {names}."
     )
 
 
-def _input_summary(made: Mapping[str, Any] | None) -> str:
-    if not made:
+def _input_summary(made: InputStatistics | None) -> str:
+    if made is None:
         return ""
     return (
-        f"Input: {made['rows']:,} rows, {made['prompts']:,} distinct prompts, {made['completions']:,} "
-        f"completions ({made['null_completions']:,} missing or failed, {made['null_scores']:,} without a "
+        f"Input: {made.rows:,} rows, {made.prompts:,} distinct prompts, {made.completions:,} "
+        f"completions ({made.null_completions:,} missing or failed, {made.null_scores:,} without a "
         "usable score)."
     )
 
 
-def _judge_stats(made: Mapping[str, Any] | None, extra: Mapping[str, Any] | None) -> list[str]:
+def _judge_stats(made: InputStatistics | None, extra: Mapping[str, Any] | None) -> list[str]:
     lines = []
-    if made and made.get("mean_score") is not None:
-        lines.append(
-            f"Mean score {_number(made['mean_score'])}, standard deviation {_number(made['score_std'])}"
-        )
-        lines.append(f"Rows whose usable completions all tie: {made['tied_rows']:,}")
+    if made is not None and made.mean_score is not None:
+        lines.append(f"Mean score {_number(made.mean_score)}, standard deviation {_number(made.score_std)}")
+        lines.append(f"Rows whose usable completions all tie: {made.tied_rows:,}")
     for key, value in (extra or {}).items():
         lines.append(f"{key.removesuffix('_usd').replace('_', ' ')}: {_value(key, value)}")
     return lines
@@ -160,13 +161,13 @@ def _value(key: str, value: Any) -> str:
     return f"{value:,}" if isinstance(value, int) and not isinstance(value, bool) else str(value)
 
 
-def _source_stats(stats: Mapping[str, Any] | None) -> dict[str, Any] | None:
+def _source_stats(stats: SourceStatistics | None) -> dict[str, Any] | None:
     """The source records section of an imported dataset: records read and used, the records skipped and
     why, and distributions (count, mean, spread, histogram) of source values such as rewards."""
-    if not stats:
+    if stats is None:
         return None
     distributions = []
-    for name, dist in (stats.get("distributions") or {}).items():
+    for name, dist in stats.distributions.items():
         if not dist.get("count"):
             continue
         summary = (
@@ -176,13 +177,13 @@ def _source_stats(stats: Mapping[str, Any] | None) -> dict[str, Any] | None:
         histogram = [(label, f"{count:,}") for label, count in dist.get("histogram", [])]
         distributions.append({"name": name, "summary": summary, "histogram": histogram})
     return {
-        "summary": f"Records read: {stats['records']:,}; used: {stats['used']:,}.",
-        "skipped": [(reason, f"{count:,}") for reason, count in (stats.get("skipped") or {}).items()],
+        "summary": f"Records read: {stats.records:,}; used: {stats.used:,}.",
+        "skipped": [(reason, f"{count:,}") for reason, count in stats.skipped.items()],
         "distributions": distributions,
     }
 
 
-def license_text(provenance: Mapping[str, Any], license_: str | None) -> str:
+def license_text(provenance: Provenance, license_: str | None) -> str:
     """The card's license paragraph: the license, or that none was chosen and no rights are claimed."""
     if license_:
         text = f"`{license_}`."
@@ -191,9 +192,9 @@ def license_text(provenance: Mapping[str, Any], license_: str | None) -> str:
             "No license was chosen when this dataset was made: the card says `other`, and its authors "
             "claim no rights over it."
         )
-    if provenance.get("generation") or provenance.get("judge"):
+    if provenance.generation or provenance.judge:
         text += " The terms of the models that wrote and judged the data may also apply."
-    if provenance.get("source"):
+    if provenance.source:
         text += " The license of the source data applies to what was taken from it."
     return text
 
@@ -212,17 +213,17 @@ def _model_lines(models: Sequence[Mapping[str, Any]]) -> list[str]:
     return lines
 
 
-def _config_rows(configs: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]]:
+def _config_rows(configs: Mapping[str, ConfigEntry]) -> list[dict[str, Any]]:
     rows = []
     for name, info in configs.items():
-        splits = info.get("splits", {})
-        stats = info.get("statistics", {})
+        splits = info.splits or {}
+        stats = info.statistics or {}
         rows.append(
             {
                 "name": name,
                 "train": f"{splits.get('train', 0):,}",
                 "test": f"{splits.get('test', 0):,}",
-                "columns": ", ".join(info.get("columns", [])),
+                "columns": ", ".join(info.columns or []),
                 "consumer": CONSUMERS.get(name, ""),
                 "stats": ", ".join(_stat_parts(stats)),
                 "dropped": {reason: f"{count:,}" for reason, count in stats.get("dropped", {}).items()},
@@ -270,9 +271,9 @@ def _usage_snippets(configs: Sequence[str], repo: str) -> list[str]:
     return lines
 
 
-def _limitations(prov: Mapping[str, Any]) -> list[str]:
-    judge = prov.get("judge") or {}
-    generation = prov.get("generation") or {}
+def _limitations(prov: Provenance) -> list[str]:
+    judge = prov.judge or {}
+    generation = prov.generation or {}
     notes = []
     judges = [m["id"] for m in judge.get("models", [])]
     if judges:
@@ -285,7 +286,7 @@ def _limitations(prov: Mapping[str, Any]) -> list[str]:
             notes.append(
                 f"{', '.join(f'`{m}`' for m in shared)} both wrote and judged completions: expect self-preference."
             )
-    truncated = (prov.get("usage") or {}).get("truncated")
+    truncated = prov.usage.truncated if prov.usage else None
     if truncated:
         notes.append(f"{truncated:,} completions stopped at the token limit (finish_reason `length`).")
     if generation:
@@ -293,65 +294,65 @@ def _limitations(prov: Mapping[str, Any]) -> list[str]:
             "Completions are model outputs: they can be wrong or unsafe, and the terms of the providers "
             "of the models above may apply to them."
         )
-    notes.extend(prov.get("limitations", []))
+    notes.extend(prov.limitations or [])
     return notes
 
 
-def render_card(provenance: Mapping[str, Any], *, repo_id: str | None = None) -> DatasetCard:
-    """Render the card of a folder from its provenance (the content of ``hfpref.json``).
+def render_card(provenance: Provenance, *, repo_id: str | None = None) -> DatasetCard:
+    """Render the card of a folder from its provenance (what its ``hfpref.json`` records).
 
     Reads ``configs`` (with ``splits`` row counts, ``columns`` and optional ``statistics``), ``default_config``,
     ``license``, ``pretty_name``, ``tags``, ``summary`` and, when known, ``source`` (imported data: a
     dict shown as a list), ``source_statistics`` (records read, used and skipped, and distributions:
-    see :func:`hfpref.builders.distribution`), ``generation``, ``judge``, ``curate``, ``input``, ``usage`` and ``limitations``
-    (a list of notes). A ``generation`` or ``judge`` section marked ``inferred`` was read from the
-    data's columns, and the card says that its settings were not recorded. ``repo_id`` fills the usage
-    snippets.
+    see :func:`hfpref.importers.base.distribution`), ``generation``, ``judge``, ``curate``, ``input``,
+    ``usage`` and ``limitations`` (a list of notes). A ``generation`` or ``judge`` section marked
+    ``inferred`` was read from the data's columns, and the card says that its settings were not
+    recorded. ``repo_id`` fills the usage snippets.
     """
     from huggingface_hub import DatasetCard, DatasetCardData
 
-    configs: Mapping[str, Mapping[str, Any]] = provenance["configs"]
-    default = provenance.get("default_config") or next(iter(configs))
-    license_ = provenance.get("license")
+    configs = provenance.configs
+    default = provenance.default_config or next(iter(configs))
+    license_ = provenance.license
     tags = list(
         dict.fromkeys(
-            ["hfpref", *provenance.get("tags", []), *(CONFIG_TAGS[c] for c in configs if c in CONFIG_TAGS)]
+            ["hfpref", *(provenance.tags or []), *(CONFIG_TAGS[c] for c in configs if c in CONFIG_TAGS)]
         )
     )
-    largest = max(sum(info["splits"].values()) for info in configs.values())
+    largest = max(sum((info.splits or {}).values()) for info in configs.values())
     card_data = DatasetCardData(
         license=license_ or NO_LICENSE,
-        pretty_name=provenance.get("pretty_name"),
+        pretty_name=provenance.pretty_name,
         size_categories=[size_category(largest)],
         task_categories=["text-generation"],
         tags=tags,
         configs=card_configs(configs, default),
     )
-    generation = provenance.get("generation") or {}
-    judge = provenance.get("judge") or {}
-    usage = provenance.get("usage")
+    generation = provenance.generation or {}
+    judge = provenance.judge or {}
+    usage = provenance.usage
     context = {
-        "title": provenance.get("pretty_name") or "Preference dataset",
-        "summary": provenance.get("summary") or _summary(provenance),
+        "title": provenance.pretty_name or "Preference dataset",
+        "summary": provenance.summary or _summary(provenance),
         "repo": repo_id or REPO_PLACEHOLDER,
         "default_config": default,
         "configs": _config_rows(configs),
         "snippets": _usage_snippets(list(configs), repo_id or REPO_PLACEHOLDER),
         "generation": _section(generation, ("n", "temperature", "top_p", "max_tokens", "seed")),
         "judge": _section(judge, ("mode", "aggregate", "scale", "swap")),
-        "curate": provenance.get("curate"),
+        "curate": provenance.curate,
         "reasoning": _reasoning(provenance),
-        "input_summary": _input_summary(provenance.get("input")),
-        "judge_stats": _judge_stats(provenance.get("input"), judge.get("statistics")),
+        "input_summary": _input_summary(provenance.input),
+        "judge_stats": _judge_stats(provenance.input, judge.get("statistics")),
         "usage": {
-            "prompt_tokens": f"{usage.get('prompt_tokens', 0):,}",
-            "completion_tokens": f"{usage.get('completion_tokens', 0):,}",
-            "cost": _cost(usage.get("cost_usd")),
+            "prompt_tokens": f"{usage.prompt_tokens:,}",
+            "completion_tokens": f"{usage.completion_tokens:,}",
+            "cost": _cost(usage.cost_usd),
         }
-        if usage
+        if usage is not None
         else None,
-        "source": [(key, _value(key, value)) for key, value in (provenance.get("source") or {}).items()],
-        "source_stats": _source_stats(provenance.get("source_statistics")),
+        "source": [(key, _value(key, value)) for key, value in (provenance.source or {}).items()],
+        "source_stats": _source_stats(provenance.source_statistics),
         "limitations": _limitations(provenance),
         "license_text": license_text(provenance, license_),
     }

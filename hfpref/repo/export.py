@@ -23,23 +23,16 @@ from typing import Any
 import orjson
 
 from hfpref.errors import InputError
-from hfpref.repo.folder import (
-    CONFIG_NAME,
-    PROVENANCE_FILE,
-    SHARD_FILE,
-    folder_configs,
-    prompt_key,
-    read_provenance,
-    read_shards,
-)
-from hfpref.stages.curate import COLUMN_ORDER
+from hfpref.repo.folder import CONFIG_NAME, SHARD_FILE, folder_configs, prompt_key, read_shards
+from hfpref.repo.provenance import PROVENANCE_FILE, read_provenance
+from hfpref.repo.schema import COLUMN_ORDER
 
 TARGETS = ("nemo-rl", "axolotl", "jsonl")
 Row = dict[str, Any]
 
 
 def _read(files: list[Path]) -> list[Row]:
-    """The rows of ``files`` (see :func:`hfpref.folder.read_shards`)."""
+    """The rows of ``files`` (see :func:`hfpref.repo.folder.read_shards`)."""
     return read_shards(files).to_pylist() if files else []
 
 

@@ -1,51 +1,47 @@
 """The dataset folder, which is the Hub repo: ``CONFIG/SPLIT-0000i-of-0000N.parquet``, ``README.md``, ``hfpref.json``.
 
 :class:`FolderWriter` is the one writer: ``hfpref curate`` streams each config into it slice by slice,
-and every ``builder_scripts/`` importer calls :func:`write_folder` (a wrapper over it) with its own
-configs and provenance. :func:`folder_configs` and :func:`read_provenance` read a folder
-back (export, validate, push).
+and every importer (``hfpref.importers``) calls :func:`write_folder` (a wrapper over it) with its own
+configs and provenance. :func:`folder_configs` and :func:`hfpref.repo.provenance.read_provenance` read
+a folder back (export, validate, push).
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 import os
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict, Unpack
 
 import numpy as np
 import orjson
 import pyarrow as pa
 
 from hfpref import __version__
-from hfpref.errors import InputError, redact
+from hfpref.errors import ConfigError, InputError
 from hfpref.repo.card import check_license, render_card
+from hfpref.repo.provenance import (
+    PROVENANCE_FILE,
+    ConfigEntry,
+    Provenance,
+    provenance_of,
+    read_provenance,
+    write_provenance,
+)
 
 if TYPE_CHECKING:
     from datasets import Dataset, DatasetDict
 
-PROVENANCE_FILE = "hfpref.json"
 CARD_FILE = "README.md"
 CONFIG_NAME = re.compile(r"^[A-Za-z0-9][\w-]*$")
 SPLIT_NAME = re.compile(r"^\w+$")
 SHARD_FILE = re.compile(r"^\w+-\d{5}-of-\d{5}\.parquet$")
 PARTIAL_FILE = re.compile(r"^\.\w+-\d+\.parquet\.partial$")  # a shard still being written
 SLICE_ROWS = 8192  # rows written at a time, each slice a parquet row group
-SECRET_KEYS = {"api_key", "token", "hf_token", "authorization", "password", "secret"}
-
-
-def _scrub(value: Any) -> Any:
-    """Drop secret-named keys and redact registered secrets anywhere in a JSON-like value."""
-    if isinstance(value, Mapping):
-        return {str(k): _scrub(v) for k, v in value.items() if str(k).lower() not in SECRET_KEYS}
-    if isinstance(value, list | tuple):
-        return [_scrub(v) for v in value]
-    if isinstance(value, str):
-        return redact(value)
-    return value
 
 
 def prompt_key(prompt: str | list[dict[str, Any]]) -> str:
@@ -78,17 +74,6 @@ def assign_test(keys: Sequence[str], test_size: float, seed: int) -> set[str]:
     }
 
 
-def read_provenance(folder: str | Path) -> dict[str, Any] | None:
-    """The ``hfpref.json`` of ``folder``; None when there is none."""
-    path = Path(folder) / PROVENANCE_FILE
-    if not path.is_file():
-        return None
-    try:
-        return orjson.loads(path.read_bytes())
-    except orjson.JSONDecodeError as exc:
-        raise InputError(f"{path}: not valid JSON ({exc})") from None
-
-
 def _clear_old_shards(folder: Path, names: set[str]) -> None:
     for name in names:
         directory = folder / name
@@ -101,7 +86,7 @@ def _clear_old_shards(folder: Path, names: set[str]) -> None:
             directory.rmdir()
 
 
-def check_folder(folder: str | Path) -> dict[str, Any] | None:
+def check_folder(folder: str | Path) -> Provenance | None:
     """Refuse a ``folder`` that :func:`write_folder` would refuse (before any work is paid for);
     return the provenance of a folder hfpref wrote before, None for a new or empty one."""
     folder = Path(folder)
@@ -127,16 +112,10 @@ def _prepare(folder: Path, names: set[str]) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     if old is not None:
         (folder / CARD_FILE).unlink(missing_ok=True)
-        _clear_old_shards(folder, names | set(old.get("configs", {})))
+        _clear_old_shards(folder, names | set(old.configs))
     else:
-        _write_provenance(folder, {"hfpref_version": __version__, "configs": {name: {} for name in names}})
-
-
-def _write_provenance(folder: Path, prov: Mapping[str, Any]) -> None:
-    """Write ``hfpref.json`` whole or not at all (a kill midway leaves the previous one)."""
-    tmp = folder / f".{PROVENANCE_FILE}.tmp"
-    tmp.write_bytes(orjson.dumps(prov, option=orjson.OPT_INDENT_2) + b"\n")
-    os.replace(tmp, folder / PROVENANCE_FILE)
+        configs = {name: ConfigEntry() for name in names}
+        write_provenance(folder, Provenance(hfpref_version=__version__, configs=configs))
 
 
 def _slice_rows(ds: Dataset, limit: int) -> int:
@@ -153,32 +132,54 @@ def _slices(ds: Dataset, rows: int) -> Iterator[pa.Table]:
         yield arrow[start : start + rows]
 
 
+#: Content-defined chunking as datasets writes parquet (``datasets.config.DEFAULT_CDC_OPTIONS``): pages end
+#: where the content says, so that a shard pushed again deduplicates on the Hub's Xet storage as
+#: datasets' own do, and a config of one slice is byte for byte what ``Dataset.to_parquet`` writes (tested).
+CDC_OPTIONS = {"min_chunk_size": 256 * 1024, "max_chunk_size": 1024 * 1024, "norm_level": 0}
+
+
+def _parquet_writer(path: Path, schema: pa.Schema) -> tuple[Any, pa.Schema]:
+    """A pyarrow parquet writer for tables of ``schema``, and the schema it writes: what datasets'
+    writer gives a file (its features in the ``huggingface`` metadata, content-defined chunking, a page
+    index), through datasets' and pyarrow's public API."""
+    import pyarrow.parquet as pq
+    from datasets import Features
+
+    features = Features.from_arrow_schema(schema)
+    schema = features.arrow_schema.with_metadata(
+        {"huggingface": json.dumps({"info": {"features": features.to_dict()}})}
+    )
+    writer = pq.ParquetWriter(path, schema, use_content_defined_chunking=CDC_OPTIONS, write_page_index=True)
+    writer.add_key_value_metadata({"content_defined_chunking": json.dumps(CDC_OPTIONS)})
+    return writer, schema
+
+
 def _write_split(
     directory: Path, split: str, tables: Iterable[pa.Table], limit: int
 ) -> tuple[list[Path], int, list[str]]:
     """Write ``tables`` in order, each a row group, into shards of ``split``: a new shard once one holds
     ``limit`` bytes (Arrow size). Shards are written under ``.partial`` names, then given their
     ``SPLIT-0000i-of-0000N.parquet`` names; returns them, the rows written and the columns."""
-    from datasets import Features
-    from datasets.arrow_writer import ParquetWriter
+    import pyarrow.parquet as pq
 
     partial: list[Path] = []
-    writer: ParquetWriter | None = None
+    writer: pq.ParquetWriter | None = None
+    schema = pa.schema([])
     size = rows = 0
     columns: list[str] = []
     for table in tables:
         if writer is None or size >= limit:
             if writer is not None:
-                writer.finalize()
+                writer.close()
             partial.append(directory / f".{split}-{len(partial)}.parquet.partial")
-            writer = ParquetWriter(path=str(partial[-1]), features=Features.from_arrow_schema(table.schema))
+            writer, schema = _parquet_writer(partial[-1], table.schema)
             size, columns = 0, table.column_names
-        writer.write_table(table, writer_batch_size=max(1, table.num_rows))
+        writer.write_table(table.combine_chunks().cast(schema), row_group_size=max(1, table.num_rows))
         size += table.nbytes
         rows += table.num_rows
     if writer is None:
         raise InputError(f"{directory.name}/{split}: nothing to write")
-    writer.finalize()
+    writer.close()
     shards = [directory / f"{split}-{i:05d}-of-{len(partial):05d}.parquet" for i in range(len(partial))]
     for old, new in zip(partial, shards, strict=True):
         os.replace(old, new)
@@ -197,6 +198,22 @@ def _check_splits(name: str, splits: Iterable[str]) -> None:
         raise InputError(f"config {name}: split names must be letters, digits or '_', got {names}")
 
 
+_UNITS = {"KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12, "KIB": 2**10, "MIB": 2**20, "GIB": 2**30}
+
+
+def size_in_bytes(size: int | str) -> int:
+    """``500MB`` (10**6), ``2GiB`` (2**30) or a number of bytes, as datasets' ``max_shard_size`` reads it."""
+    if isinstance(size, int):
+        return size
+    text = size.strip().upper()
+    unit = next((u for u in sorted(_UNITS, key=len, reverse=True) if text.endswith(u)), None)
+    number = text[: -len(unit)] if unit else text
+    try:
+        return int(float(number) * (_UNITS[unit] if unit else 1))
+    except ValueError:
+        raise ConfigError(f"max_shard_size: expected a size such as 500MB or 2GiB, got {size!r}") from None
+
+
 class FolderWriter:
     """Writes a dataset folder one config at a time, so that a config's tables can go once written.
 
@@ -206,12 +223,10 @@ class FolderWriter:
     """
 
     def __init__(self, folder: str | Path, names: Sequence[str], max_shard_size: int | str = "500MB") -> None:
-        from datasets.utils.py_utils import convert_file_size_to_int
-
         _check_names(names)
         self.folder = Path(folder)
-        self.limit = convert_file_size_to_int(max_shard_size)  # bytes of Arrow data per shard
-        self.written: dict[str, dict[str, Any]] = {}  # config -> splits, columns, sha256
+        self.limit = size_in_bytes(max_shard_size)  # bytes of Arrow data per shard
+        self.written: dict[str, ConfigEntry] = {}  # config -> splits, columns, sha256
         _prepare(self.folder, set(names))
 
     def add(self, name: str, splits: Mapping[str, Iterable[pa.Table]]) -> None:
@@ -231,16 +246,12 @@ class FolderWriter:
                     digest.update(path.name.encode())
                     for block in iter(lambda: fh.read(1 << 20), b""):
                         digest.update(block)
-        self.written[name] = {
-            "splits": rows,
-            "columns": columns,
-            "sha256": digest.hexdigest(),
-        }
+        self.written[name] = ConfigEntry(splits=rows, columns=columns, sha256=digest.hexdigest())
 
     def finish(
         self,
         *,
-        provenance: Mapping[str, Any] | None = None,
+        provenance: Provenance | Mapping[str, Any] | None = None,
         license: str | None = None,
         pretty_name: str | None = None,
         tags: Sequence[str] = (),
@@ -254,39 +265,46 @@ class FolderWriter:
         default = default_config or ("dpo" if "dpo" in self.written else next(iter(self.written)))
         if default not in self.written:
             raise InputError(f"default_config {default!r} is not one of the configs {list(self.written)}")
-        prov: dict[str, Any] = {"hfpref_version": __version__}
-        prov.update(_scrub(dict(provenance or {})))
-        prov["pretty_name"] = pretty_name or prov.get("pretty_name") or self.folder.resolve().name
-        prov["license"] = check_license(license)
-        prov["tags"] = list(dict.fromkeys([*prov.get("tags", []), *tags]))
-        prov["default_config"] = default
-        described = prov.get("configs", {})
-        prov["configs"] = {name: {**described.get(name, {}), **info} for name, info in self.written.items()}
-        _write_provenance(self.folder, prov)
+        given = provenance_of(provenance)
+        prov = given.written(
+            self.written,
+            pretty_name=pretty_name or given.pretty_name or self.folder.resolve().name,
+            license=check_license(license),
+            tags=tags,
+            default_config=default,
+        )
+        write_provenance(self.folder, prov)
         render_card(prov, repo_id=repo_id).save(self.folder / CARD_FILE)
         return self.folder
+
+
+class CardOptions(TypedDict, total=False):
+    """What a folder's ``hfpref.json`` and card say besides its configs (see :func:`write_folder`)."""
+
+    provenance: Provenance | Mapping[str, Any] | None
+    license: str | None
+    pretty_name: str | None
+    tags: Sequence[str]
+    repo_id: str | None
+    default_config: str | None
 
 
 def write_folder(
     folder: str | Path,
     configs: Mapping[str, DatasetDict],
     *,
-    provenance: Mapping[str, Any] | None = None,
-    license: str | None = None,
-    pretty_name: str | None = None,
-    tags: Sequence[str] = (),
-    repo_id: str | None = None,
-    default_config: str | None = None,
     max_shard_size: int | str = "500MB",
+    **card: Unpack[CardOptions],
 ) -> Path:
     """Write ``configs`` (config name → ``DatasetDict`` of splits) as a Hub dataset folder and return its path.
 
     Each split becomes ``CONFIG/SPLIT-0000i-of-0000N.parquet`` shards of about ``max_shard_size``
     (in-memory Arrow size, as ``datasets.push_to_hub`` estimates it), in row groups of up to
-    ``SLICE_ROWS`` rows. ``provenance`` (models, prompts,
-    parameters, statistics: see :func:`hfpref.card.render_card`) is written, without secrets, to
-    ``hfpref.json``; the card ``README.md`` is rendered from it. ``license`` None writes ``other`` and
-    claims no rights. ``default_config`` defaults to ``dpo`` when written, else the first config.
+    ``SLICE_ROWS`` rows. ``provenance`` (a :class:`~hfpref.repo.provenance.Provenance` or a mapping of
+    its keys: models, prompts, parameters, statistics) is written, without secrets, to ``hfpref.json``;
+    the card ``README.md`` is rendered from it (``pretty_name``, ``tags``; ``repo_id`` fills its usage
+    snippets). ``license`` None writes ``other`` and claims no rights. ``default_config`` defaults to
+    ``dpo`` when written, else the first config.
     Rewriting a folder hfpref wrote replaces its shards; any other non-empty folder is refused.
     Everything is checked before the folder is touched; :class:`FolderWriter` writes config by config.
     """
@@ -295,19 +313,13 @@ def write_folder(
     _check_names(configs)
     for name, dd in configs.items():
         _check_splits(name, dd)
+    default_config = card.get("default_config")
     if default_config is not None and default_config not in configs:
         raise InputError(f"default_config {default_config!r} is not one of the configs {list(configs)}")
     writer = FolderWriter(folder, list(configs), max_shard_size)
     for name, dd in configs.items():
         writer.add(name, {split: _slices(ds, _slice_rows(ds, writer.limit)) for split, ds in dd.items()})
-    return writer.finish(
-        provenance=provenance,
-        license=license,
-        pretty_name=pretty_name,
-        tags=tags,
-        repo_id=repo_id,
-        default_config=default_config,
-    )
+    return writer.finish(**card)
 
 
 def folder_configs(folder: str | Path) -> dict[str, dict[str, list[Path]]]:

@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING
 
 from hfpref.errors import HubError, InputError, RepoIdError, register_secret
 from hfpref.repo.card import REPO_PLACEHOLDER, license_text, merge_card
-from hfpref.repo.folder import CARD_FILE, folder_configs, read_provenance
+from hfpref.repo.folder import CARD_FILE, folder_configs
+from hfpref.repo.provenance import read_provenance
 
 if TYPE_CHECKING:
     from huggingface_hub import DatasetCard, HfApi
@@ -104,7 +105,7 @@ def push(
 
     Creates the repo (``private`` applies only then) and the branch ``revision`` when missing. When the
     repo already has a card, YAML keys someone added there are kept and ours (configs, tags, license …)
-    updated (:func:`hfpref.card.merge_card`). Shards of the pushed configs that the folder no longer has
+    updated (:func:`hfpref.repo.card.merge_card`). Shards of the pushed configs that the folder no longer has
     are deleted. The data goes first and the card second, so the card never names missing files.
     """
     from huggingface_hub import DatasetCard, HfApi, get_token
@@ -130,7 +131,7 @@ def push(
         remote = _remote_card(api, repo_id, revision)
         if remote is not None:
             # A license chosen on the Hub survives a push that names none; its paragraph follows.
-            keep = provenance is not None and provenance.get("license") is None and bool(remote.data.license)
+            keep = provenance is not None and provenance.license is None and bool(remote.data.license)
             ours = merge_card(remote, ours, keep_remote_license=keep)
             if keep and provenance is not None:
                 kept = license_text(provenance, ours.data.license)

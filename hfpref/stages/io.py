@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from hfpref.errors import HfprefError, HubError, InputError
+from hfpref.repo.parquet import check_parquet
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -74,17 +75,6 @@ def _check_text(path: Path) -> None:
             blank = blank and not text.strip()
     if blank:
         raise InputError(f"{path}: the file is empty (no rows)")
-
-
-def check_parquet(path: Path) -> None:
-    """A one-line error for a file that is not parquet (before datasets logs its own error about it)."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    try:
-        pq.read_metadata(path)
-    except (pa.ArrowException, OSError) as exc:
-        raise InputError(f"{path}: not a readable parquet file ({str(exc).splitlines()[0]})") from None
 
 
 def load_rows(source: str | os.PathLike[str], *, split: str = "train") -> Dataset:
@@ -145,10 +135,10 @@ def _load_from_hub(repo_id: str, text: str) -> Dataset | DatasetDict:
     reached, as that may pass; :class:`InputError` (exit 2) when no dataset by that name can be read, as a
     missing local file is."""
     import datasets
-    from datasets.data_files import EmptyDatasetError
     from huggingface_hub.errors import OfflineModeIsEnabled
 
     from hfpref.repo.hub import hub_errors
+    from hfpref.stages.datasets_internals import empty_dataset_error, hub_settings
 
     where = f"cannot load dataset {repo_id!r} from the Hub"
     try:
@@ -158,20 +148,20 @@ def _load_from_hub(repo_id: str, text: str) -> Dataset | DatasetDict:
         raise InputError(
             f"{text}: no such file or folder, and no Hub dataset {repo_id} (or no access)"
         ) from None
-    except (datasets.exceptions.DataFilesNotFoundError, EmptyDatasetError):
+    except (datasets.exceptions.DataFilesNotFoundError, empty_dataset_error()):
         raise InputError(f"{where}: the repo holds no data files that datasets can read") from None
     except (OfflineModeIsEnabled, ConnectionError):
         # datasets raises the builtin ConnectionError ("Couldn't reach ... on the Hub") for a refused
         # connection, a timeout or HF_HUB_OFFLINE, once huggingface_hub's retries are spent, and drops
         # the cause; which of them it was is read from the settings it used.
-        if datasets.config.HF_HUB_OFFLINE:
+        offline, endpoint = hub_settings()
+        if offline:
             raise HubError(
                 f"{where}: HF_HUB_OFFLINE is set and it is not in the local cache; "
                 "pass a local file, or unset HF_HUB_OFFLINE"
             ) from None
         raise HubError(
-            f"{where}: no connection to {datasets.config.HF_ENDPOINT}; "
-            "pass a local file, or check the network and HF_ENDPOINT"
+            f"{where}: no connection to {endpoint}; pass a local file, or check the network and HF_ENDPOINT"
         ) from None
 
 
@@ -209,14 +199,15 @@ def arrow_pages(ds: Dataset) -> ArrowPages:
     (in memory, concatenated, with an indices mapping, or where ``madvise`` is missing) is read as
     ``datasets`` gives it, and ``release`` does nothing."""
     import pyarrow as pa
-    from datasets.table import MemoryMappedTable
 
-    data = ds.data
-    if isinstance(data, MemoryMappedTable) and ds._indices is None and hasattr(mmap.mmap, "madvise"):
-        with open(data.path, "rb") as fh:
+    from hfpref.stages.datasets_internals import mapped_file
+
+    source = mapped_file(ds)
+    if source is not None and hasattr(mmap.mmap, "madvise"):
+        with open(source.path, "rb") as fh:
             pages = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
         table = pa.ipc.open_stream(pa.py_buffer(pages)).read_all()
-        return ArrowPages(MemoryMappedTable._apply_replays(table, data.replays), pages)
+        return ArrowPages(source.replay(table), pages)
     return ArrowPages(ds.with_format("arrow")[:])
 
 

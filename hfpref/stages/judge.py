@@ -10,34 +10,18 @@
   (verdicts asked for), ``parse_failures`` (verdicts still unparsed after the reminder),
   ``pairs`` and ``inconsistent_pairs`` (pairwise), ``agreement`` (panels), ``cost``.
 
-Modes. *pointwise*: one rubric score per completion, 1..scale normalised to [0, 1].
-*pairwise*: every pair of completions, in both orders when ``swap``; a pair whose two verdicts
-disagree (each order prefers the completion in the same position) is a tie and counts as
-position-inconsistent; a completion's score is its win rate (ties count half).
-*stepwise*: the completion is split into steps (:func:`hfpref.verdicts.split_steps`), each step is
-scored, and the completion's score is the **minimum** of its step scores (one wrong step makes a
-wrong solution). *panels*: with several judge models, scores are aggregated by ``mean`` or
-``majority`` (the most common rubric score; ties go to the lower score), and ``agreement`` is
-1 - mean absolute difference between two judges' normalised scores (pairwise: the share of pairs
-where the judges' outcomes coincide).
-
-An answer that does not parse is asked again once, with a format reminder, before giving up.
-The verdict read is the judge's own (:mod:`hfpref.verdicts`): the last one in the form its prompt
-asked for (:func:`hfpref.verdicts.asked_forms`), never one it quotes or copies from the candidates it
-was shown, so a completion saying "output Final rating: [[10]]" does not score itself.
-
-The judge sees each completion's final answer, the ``completions`` column. With ``reasoning=True``
-(``[judge] reasoning``, ``--judge-reasoning``) a row's ``reasoning`` column, when present, is shown
-too: a completion whose reasoning is a non-empty string is judged as
-``<think>\n{reasoning}\n</think>\n\n{completion}`` (stepwise: the block opens the first step, so the
-steps stay those of the completion).
+The modes (pointwise, pairwise with position swap, stepwise; panels of several judges) are one table,
+:data:`hfpref.stages.judge_modes.MODES`, whose module doc says how each scores. An answer that does
+not parse is asked again once, with a format reminder, before giving up; the verdict read is the
+judge's own (:mod:`hfpref.stages.verdicts`), never one it quotes or copies from the candidates it was
+shown. With ``reasoning=True`` (``[judge] reasoning``, ``--judge-reasoning``) the judge also sees each
+completion's ``reasoning``, in a ``<think>`` block before it.
 """
 
 from __future__ import annotations
 
 import collections
 import dataclasses
-import itertools
 import statistics
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -59,6 +43,7 @@ from hfpref.stages.base import (
     typed_columns,
 )
 from hfpref.stages.concurrency import map_call
+from hfpref.stages.judge_modes import MODES, Row, check_template, load_template
 from hfpref.wire.tasks import gather_all
 
 _RECORD = pa.struct(
@@ -80,12 +65,11 @@ _RECORD = pa.struct(
 
 def schema(mode: str) -> pa.Schema:
     """The columns a judge in ``mode`` adds."""
-    steps = [("step_scores", pa.list_(pa.list_(pa.float64())))] if mode == "stepwise" else []
     return pa.schema(
         [
             ("scores", pa.list_(pa.float64())),
             ("judgments", pa.list_(pa.list_(pa.string()))),
-            *steps,
+            *MODES[mode].columns,
             ("judge", _RECORD),
         ]
     )
@@ -103,245 +87,6 @@ class JudgeSpec:
     budget_id: str | None = None  # the ledger shared with other stages of a job (default: run_id)
     on_budget: str = "raise"
     asked: tuple[str, ...] = ()  # the verdict forms the template asks for (verdicts.asked_forms)
-
-
-class _Row:
-    """The judge calls of one row and what they found."""
-
-    def __init__(self, spec: JudgeSpec, client: Any, state: Any) -> None:
-        self.spec = spec
-        self.client = client
-        self.state = state
-        self.cfg = spec.config
-        self.params: dict[str, Any] = {"temperature": self.cfg.temperature, "max_tokens": self.cfg.max_tokens}
-        if self.cfg.structured_output:
-            self.params["response_format"] = verdicts.response_format(self.cfg.mode, self.cfg.scale)
-        self.format = verdicts.verdict_format(self.cfg.mode, self.cfg.scale)
-        self.reminder = verdicts.format_reminder(self.cfg.mode, self.cfg.scale)
-        self.calls = 0  # requests, format reminders included
-        self.verdicts = 0  # verdicts asked for (one per ask(), whatever the retries)
-        self.parse_failures = 0  # answers that did not parse, even after the format reminder
-        self.errors: list[str] = []  # requests that failed for good (no answer to parse)
-        self.cost = 0.0
-        self.cost_known = True
-
-    async def ask(self, model: str, content: str, parse: Any) -> tuple[Any, str | None]:
-        """One judge call, retried once with a format reminder when the answer does not parse."""
-        self.verdicts += 1
-        messages = [{"role": "user", "content": content}]
-        text = await self._call(model, messages)
-        value = parse(text) if text is not None else None
-        if value is None and text is not None:
-            messages += [
-                {"role": "assistant", "content": text},
-                {"role": "user", "content": self.reminder},
-            ]
-            retry = await self._call(model, messages)
-            value = parse(retry) if retry is not None else None
-            text = text if retry is None else f"{text}\n\n[format reminder]\n\n{retry}"
-        if value is None and text is not None:
-            self.parse_failures += 1
-        return value, text
-
-    async def _call(self, model: str, messages: list[dict[str, str]]) -> str | None:
-        (record,) = await self.client.complete(self.state, model, messages, self.params, [0])
-        self.calls += 1
-        if record["error"] is not None:
-            self.errors.append(record["error"])
-        if record["cost"] is None:
-            self.cost_known = record.get("error") is not None and self.cost_known
-        else:
-            self.cost += record["cost"]
-        return record["text"]
-
-
-def _aggregate(values: list[float | None], how: str, scale: int) -> float | None:
-    known = [v for v in values if v is not None]
-    if not known:
-        return None
-    if how == "mean" or len(known) == 1:
-        return statistics.fmean(known)
-    counts = collections.Counter(round(v * (scale - 1)) for v in known)
-    top = max(counts.values())
-    return min(k for k, c in counts.items() if c == top) / (scale - 1)
-
-
-def _agreement(per_judge: list[list[float | None]]) -> float | None:
-    """1 - mean |difference| between two judges' scores of the same item (None for one judge)."""
-    diffs = [
-        abs(a - b)
-        for x, y in itertools.combinations(per_judge, 2)
-        for a, b in zip(x, y, strict=True)
-        if a is not None and b is not None
-    ]
-    return 1.0 - statistics.fmean(diffs) if diffs else None
-
-
-def _with_reasoning(completion: str | None, reasoning: str | None) -> str | None:
-    """The completion as the judge sees it: its reasoning first, in a think block, when there is one."""
-    if completion is None or not isinstance(reasoning, str) or not reasoning.strip():
-        return completion
-    return f"<think>\n{reasoning}\n</think>\n\n{completion}"
-
-
-async def _pointwise(
-    row: _Row, prompt: Any, completions: list[str | None], reasoning: list[str | None]
-) -> dict[str, Any]:
-    cfg = row.cfg
-    models = [m.id for m in cfg.models]
-    asked = row.spec.asked
-    shown = [_with_reasoning(c, r) for c, r in zip(completions, reasoning, strict=True)]
-
-    async def one(model: str, completion: str | None) -> tuple[float | None, str | None]:
-        if completion is None:
-            return None, None
-        content = verdicts.render_judge_prompt(
-            row.spec.template, prompt=prompt, completion=completion, scale=cfg.scale, format=row.format
-        )
-        raw, text = await row.ask(
-            model, content, lambda t: verdicts.parse_score(t, cfg.scale, asked=asked, quoted=(completion,))
-        )
-        return (None if raw is None else verdicts.normalise(raw, cfg.scale)), text
-
-    results = await gather_all(*(one(m, c) for m in models for c in shown))
-    k = len(completions)
-    per_judge = [[score for score, _ in results[j * k : (j + 1) * k]] for j in range(len(models))]
-    texts = [
-        [results[j * k + i][1] for j in range(len(models)) if results[j * k + i][1] is not None]
-        for i in range(k)
-    ]
-    scores = [_aggregate([pj[i] for pj in per_judge], cfg.aggregate, cfg.scale) for i in range(k)]
-    return {"scores": scores, "judgments": texts, "agreement": _agreement(per_judge)}
-
-
-async def _stepwise(
-    row: _Row, prompt: Any, completions: list[str | None], reasoning: list[str | None]
-) -> dict[str, Any]:
-    cfg = row.cfg
-    models = [m.id for m in cfg.models]
-    asked = row.spec.asked
-
-    async def one(
-        model: str, completion: str | None, thoughts: str | None
-    ) -> tuple[list[float] | None, str | None]:
-        if completion is None:
-            return None, None
-        steps = verdicts.split_steps(completion)
-        if steps:  # the reasoning opens the first step: the steps stay those of the completion
-            steps[0] = _with_reasoning(steps[0], thoughts) or steps[0]
-        content = verdicts.render_judge_prompt(
-            row.spec.template, prompt=prompt, steps=steps, scale=cfg.scale, format=row.format
-        )
-        raw, text = await row.ask(
-            model,
-            content,
-            lambda t: verdicts.parse_step_scores(t, len(steps), cfg.scale, asked=asked, quoted=steps),
-        )
-        return (None if raw is None else [verdicts.normalise(s, cfg.scale) for s in raw]), text
-
-    results = await gather_all(
-        *(one(m, c, r) for m in models for c, r in zip(completions, reasoning, strict=True))
-    )
-    k = len(completions)
-    step_scores: list[list[float]] = []
-    scores: list[float | None] = []
-    texts: list[list[str]] = []
-    for i in range(k):
-        judged = [results[j * k + i][0] for j in range(len(models))]
-        texts.append([t for j in range(len(models)) if (t := results[j * k + i][1]) is not None])
-        known = [s for s in judged if s is not None]
-        if not known:
-            step_scores.append([])
-            scores.append(None)
-            continue
-        per_step = [
-            _aggregate(list(col), cfg.aggregate, cfg.scale) or 0.0 for col in zip(*known, strict=True)
-        ]
-        step_scores.append(per_step)
-        scores.append(min(per_step))
-    per_judge = [
-        [None if r[0] is None else min(r[0]) for r in results[j * k : (j + 1) * k]]
-        for j in range(len(models))
-    ]
-    return {
-        "scores": scores,
-        "judgments": texts,
-        "step_scores": step_scores,
-        "agreement": _agreement(per_judge),
-    }
-
-
-async def _pairwise(
-    row: _Row, prompt: Any, completions: list[str | None], reasoning: list[str | None]
-) -> dict[str, Any]:
-    cfg = row.cfg
-    models = [m.id for m in cfg.models]
-    asked = row.spec.asked
-    shown = [_with_reasoning(c, r) for c, r in zip(completions, reasoning, strict=True)]
-    live = [i for i, c in enumerate(completions) if c is not None]
-    pairs = list(itertools.combinations(live, 2))
-    orders = [(i, j) for i, j in pairs] + ([(j, i) for i, j in pairs] if cfg.swap else [])
-
-    async def one(model: str, a: int, b: int) -> tuple[str | None, str | None]:
-        pair = (shown[a] or "", shown[b] or "")
-        content = verdicts.render_judge_prompt(
-            row.spec.template,
-            prompt=prompt,
-            completion_a=pair[0],
-            completion_b=pair[1],
-            scale=cfg.scale,
-            format=row.format,
-        )
-        return await row.ask(model, content, lambda t: verdicts.parse_pairwise(t, asked=asked, quoted=pair))
-
-    results = await gather_all(*(one(m, a, b) for m in models for a, b in orders))
-    texts: list[list[str]] = [[] for _ in completions]
-    outcome: dict[tuple[str, int, int], float | None] = {}  # 1: first of the pair wins, 0.5 tie, 0: second
-    inconsistent = 0
-    for jm, model in enumerate(models):
-        base = jm * len(orders)
-        for p, (i, j) in enumerate(pairs):
-            forward, text_f = results[base + p]
-            winners = [{"A": i, "B": j, "tie": None}.get(forward or "", -1)]
-            for t, (a, b) in ((text_f, (i, j)),):
-                if t is not None:
-                    texts[a].append(t)
-                    texts[b].append(t)
-            if cfg.swap:
-                backward, text_b = results[base + len(pairs) + p]
-                winners.append({"A": j, "B": i, "tie": None}.get(backward or "", -1))
-                if text_b is not None:
-                    texts[i].append(text_b)
-                    texts[j].append(text_b)
-            if -1 in winners:  # a verdict that did not parse: the pair is not counted
-                outcome[(model, i, j)] = None
-            elif len(set(winners)) > 1:
-                inconsistent += int(None not in winners)
-                outcome[(model, i, j)] = 0.5
-            else:
-                outcome[(model, i, j)] = 0.5 if winners[0] is None else float(winners[0] == i)
-    wins = collections.defaultdict(float)
-    games = collections.defaultdict(int)
-    for i, j in pairs:
-        value = _aggregate([outcome[(m, i, j)] for m in models], cfg.aggregate, 3)
-        if value is None:
-            continue
-        wins[i] += value
-        wins[j] += 1 - value
-        games[i] += 1
-        games[j] += 1
-    scores = [wins[i] / games[i] if games[i] else None for i in range(len(completions))]
-    per_judge = [[outcome[(m, i, j)] for i, j in pairs] for m in models]
-    return {
-        "scores": scores,
-        "judgments": texts,
-        "pairs": len(pairs) * len(models),
-        "inconsistent_pairs": inconsistent,
-        "agreement": _agreement(per_judge),
-    }
-
-
-MODES = {"pointwise": _pointwise, "pairwise": _pairwise, "stepwise": _stepwise}
 
 
 def _reasoning_column(
@@ -404,10 +149,10 @@ async def _judge(spec: JudgeSpec, batch: Mapping[str, Any], indices: Any = None)
     async with client.open() as state, state.backlog.batch(len(prompts)) as admitted:
 
         async def one(i: int, prompt: Any, completions: list[str | None]) -> dict[str, Any]:
-            row = _Row(spec, client, state)
+            row = Row(cfg, spec.template, spec.asked, client, state)
             reasoning = all_reasoning[i] if all_reasoning else [None] * len(completions)
             try:
-                result = await MODES[cfg.mode](row, prompt, list(completions), reasoning)
+                result = await MODES[cfg.mode].score(row, prompt, list(completions), reasoning)
             except BadRequestError as exc:  # this row's request was refused: say which row
                 exc.at_row(row_label(batch, i, single, indices))
                 raise
@@ -498,8 +243,8 @@ class Judge(Stage):
             provider = ProviderConfig(
                 base_url=base_url, api_key_env=api_key_env, timeout_s=timeout_s, max_retries=max_retries
             )
-        template = verdicts.load_template(config.prompt, config.mode)
-        verdicts.check_template(template, config.mode)
+        template = load_template(config.prompt, config.mode)
+        check_template(template, config.mode)
         spec = JudgeSpec(
             config,
             template,

@@ -1,37 +1,24 @@
 """The CLI's file-to-file jobs: generate, judge and `run` (generate → judge → curate), resumable.
 
-Each job reads INPUT with :func:`hfpref.io.load_rows`, checks every prompt before sending anything,
+Each job reads INPUT with :func:`hfpref.stages.io.load_rows`, checks every prompt before sending anything,
 maps the stage with ``datasets`` and writes OUTPUT atomically. Resuming is the request cache's
 job: rerunning a killed command re-sends only the requests whose answers never arrived.
 """
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
-import functools
-import math
 import sys
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from hfpref.config import RunConfig, parse_models
 from hfpref.errors import BudgetExhausted, ConfigError, HfprefError, InputError
-from hfpref.stages.base import (
-    budget_ledger,
-    join_columns,
-    new_run_id,
-    prompt_column,
-    read_text_file,
-    to_messages,
-)
-from hfpref.stages.concurrency import map_call
+from hfpref.stages.base import budget_ledger, new_run_id, prompt_column, read_text_file, to_messages
+from hfpref.stages.batching import map_stage
 from hfpref.wire.budget import Ledger
-from hfpref.wire.tasks import gather_all
 
 MAP_BATCH_SIZE = 256
-GATE_ROWS = 4096  # rows let into a stage at once (or 16 per request of concurrency, if more)
-RUN_MAP_ROWS = 1024  # rows per map batch of `run`'s own (unsaved) datasets
 READ_BATCH_ROWS = 1000  # rows of a result column read into Python at a time (reports, statistics)
 
 
@@ -157,109 +144,6 @@ def _first_error(ds: Any) -> str:
     return next(error for error in _fields(ds, "generation", "error") if error)
 
 
-class _Gate:
-    """Lets at most ``limit`` batches into a stage at once (one gate per ``map`` call).
-
-    ``datasets``' async map starts up to 1000 batches together, and each would read its rows and build
-    its requests before the client's backlog admits it: at 100k rows, the whole dataset. Behind the
-    gate they wait unread. A batch leaves the gate with its last row, so the gate holds ``GATE_ROWS``
-    rows, at least 16 per request of concurrency: the backlog (2 per request) stays full even while
-    most batches in the stage wait for one straggling request (a retry, a timeout).
-    """
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self._semaphore: asyncio.Semaphore | None = None
-
-    @classmethod
-    def for_stage(cls, concurrency: int, batch_size: int) -> _Gate:
-        return cls(math.ceil(max(GATE_ROWS, 16 * concurrency) / batch_size))
-
-    def __reduce__(self) -> tuple[Any, ...]:  # pickled (num_proc, datasets' fingerprint) by its limit
-        return (_Gate, (self.limit,))
-
-    def semaphore(self) -> asyncio.Semaphore:
-        if self._semaphore is None:
-            self._semaphore = asyncio.Semaphore(self.limit)
-        return self._semaphore
-
-
-class _Part(Mapping[str, Any]):
-    """Rows ``start:stop`` of a map batch; a column is read (from the batch) when the stage reads it."""
-
-    def __init__(self, batch: Mapping[str, Any], start: int, stop: int) -> None:
-        self.batch, self.start, self.stop = batch, start, stop
-
-    def __getitem__(self, key: str) -> Any:
-        return self.batch[key][self.start : self.stop]
-
-    def __contains__(self, key: object) -> bool:
-        return key in self.batch
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self.batch)
-
-    def __len__(self) -> int:
-        return len(self.batch)
-
-
-async def _gated(stage: Any, gate: _Gate, batch: Mapping[str, Any], indices: list[int]) -> dict[str, Any]:
-    async with gate.semaphore():
-        return await stage(batch, indices)
-
-
-@map_call
-async def _in_parts(
-    stage: Any, gate: _Gate, size: int, batch: Mapping[str, Any], indices: list[int]
-) -> dict[str, Any]:
-    """The stage on each ``size``-row part of a map batch (each through the gate), results joined; the
-    first failing part (in row order) raises, the others are cancelled."""
-    if len(indices) <= size:
-        return await _gated(stage, gate, batch, indices)
-    results = await gather_all(
-        *(
-            _gated(stage, gate, _Part(batch, a, a + size), indices[a : a + size])
-            for a in range(0, len(indices), size)
-        ),
-        in_order=True,
-    )
-    return join_columns(results)
-
-
-def _map_stage(
-    ds: Any, stage: Any, concurrency: int, batch_size: int, *, saved: bool = True, **options: Any
-) -> Any:
-    """``ds.map(stage)`` in stage batches of ``batch_size`` rows through a :class:`_Gate`; errors name
-    rows by their index in ``ds``.
-
-    A map call of 1000 batches or more (``MAX_NUM_RUNNING_ASYNC_MAP_FUNCTIONS_IN_PARALLEL``) keeps the
-    results of its last 1000 until it ends (datasets' last ``asyncio.wait`` holds their tasks), so a
-    map batch holds as many stage batches as it takes to stay below. A ``saved`` result (generate,
-    judge) is written in stage-batch record batches, as one map batch per stage batch writes it; ``run``'s
-    own datasets take ``RUN_MAP_ROWS`` rows per map batch in datasets' default record batches: fewer
-    tasks and record batches to hold.
-    """
-    from datasets import config
-
-    from hfpref.stages.io import release_arrow_memory
-
-    per_map = math.ceil(len(ds) / ((config.MAX_NUM_RUNNING_ASYNC_MAP_FUNCTIONS_IN_PARALLEL - 1) * batch_size))
-    if saved:
-        options["writer_batch_size"] = batch_size
-    else:
-        per_map = max(per_map, RUN_MAP_ROWS // batch_size)
-    out = ds.map(
-        functools.partial(_in_parts, stage, _Gate.for_stage(concurrency, batch_size), batch_size),
-        batched=True,
-        with_indices=True,
-        batch_size=batch_size * max(1, per_map),
-        load_from_cache_file=False,
-        **options,
-    )
-    release_arrow_memory()  # what writing the batches freed
-    return out
-
-
 def generate_file(
     input_path: str,
     output: str,
@@ -284,7 +168,7 @@ def generate_file(
     check_output(output, nested=True)
     ds = load_rows(input_path)
     check_prompts(ds, run.generate.prompt_column, run.generate.system_prompt)
-    out = _map_stage(
+    out = map_stage(
         ds, gen, run.generate.concurrency, MAP_BATCH_SIZE, num_proc=num_proc, desc="hfpref generate"
     )
     total, failed = generation_report(_fields(out, "generation", "error"))
@@ -347,7 +231,7 @@ def _map_generate(ds: Any, run: RunConfig, **options: Any) -> Any:
         **options.pop("client", {}),
     )
     check_prompts(ds, run.generate.prompt_column, run.generate.system_prompt)
-    return _map_stage(
+    return map_stage(
         ds, gen, run.generate.concurrency, MAP_BATCH_SIZE, saved=False, desc="hfpref generate", **options
     )
 
@@ -359,7 +243,7 @@ def _map_judge(ds: Any, run: RunConfig, **options: Any) -> Any:
         config=run.judge, provider=run.provider, max_cost=run.budget.max_cost_usd, **options.pop("client", {})
     )
     check_prompts(ds, None, completions=True)
-    return _map_stage(ds, judge, run.judge.concurrency, MAP_BATCH_SIZE // 4, desc="hfpref judge", **options)
+    return map_stage(ds, judge, run.judge.concurrency, MAP_BATCH_SIZE // 4, desc="hfpref judge", **options)
 
 
 def judge_file(
@@ -406,6 +290,7 @@ def run_pipeline(
 ) -> Any:
     """generate → judge → curate into ``folder``; a rerun after a crash re-pays nothing."""
     from hfpref.repo.folder import check_folder
+    from hfpref.repo.provenance import Provenance
     from hfpref.stages.curate import curate
     from hfpref.stages.io import load_rows
 
@@ -430,29 +315,9 @@ def run_pipeline(
             ledger,
             "judging stopped, no folder written: rerun with a higher budget (finished requests are cached)",
         )
-    gen = run.generate
     # what only the settings know; curate adds what the columns tell (models' completions, requests,
     # usage, judge statistics), as it does for a judged file curated on its own
-    provenance = {
-        "generation": {
-            "models": [{"id": m.id, "weight": m.weight} for m in gen.models],
-            "n": gen.n,
-            "temperature": gen.temperature,
-            "top_p": gen.top_p,
-            "max_tokens": gen.max_tokens,
-            "system_prompt": gen.system_prompt,
-            "seed": gen.seed,
-        },
-        "judge": {
-            "models": [{"id": m.id} for m in run.judge.models],
-            "mode": run.judge.mode,
-            "prompt": run.judge.prompt or "default",
-            "scale": run.judge.scale,
-            "swap": run.judge.swap,
-            "aggregate": run.judge.aggregate,
-            "reasoning": run.judge.reasoning,
-        },
-    }
+    provenance = Provenance.of_run(run)
     result = curate(
         judged, folder, run.curate, provenance=provenance, license=run.hub.license, repo_id=run.hub.repo_id
     )
@@ -468,12 +333,13 @@ def run_pipeline(
 def describe_config(run: RunConfig) -> str:
     """One line per stage saying what a valid config will do (printed by `hfpref validate`)."""
     from hfpref.stages.base import check_credentials
+    from hfpref.stages.judge_modes import BUILTIN_PROMPTS
 
     gen = run.generate
     models = gen.models or parse_models([])
     for spec in models:
         check_credentials(run.provider, spec)
-    if run.judge.prompt and run.judge.prompt not in ("correctness", "helpfulness", "reasoning"):
+    if run.judge.prompt and run.judge.prompt not in BUILTIN_PROMPTS:
         read_text_file(run.judge.prompt, "judge prompt")
     if "step_dpo" in run.curate.formats and run.judge.mode != "stepwise":
         raise ConfigError(

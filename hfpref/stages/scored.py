@@ -1,4 +1,4 @@
-"""The input of :func:`hfpref.curate.curate`: scored rows, their columns checked, read and checked in
+"""The input of :func:`hfpref.stages.curate.curate`: scored rows, their columns checked, read and checked in
 chunks of ``CHUNK_ROWS`` rows (row numbers in messages are 0-based, as ``ds[i]``).
 
 Only one chunk is ever held as Python objects. What the configs need from every row stays in bytes
@@ -7,7 +7,8 @@ or in totals (statistics, token usage, model counts); the texts of the completio
 are never copied out of the input table: configs refer to them by flat index.
 
 The columns ``generate`` and ``judge`` add also tell how the data was made: :meth:`ScoredInput.made`
-reads the generation models, requests and usage, and the judge's models, mode and statistics, from them.
+reads the generation models, requests and usage, and the judge's models, mode and statistics, from them
+(a :class:`~hfpref.repo.provenance.Provenance` that completes the caller's).
 """
 
 from __future__ import annotations
@@ -26,12 +27,13 @@ import pyarrow as pa
 from hfpref.config import PROMPT_COLUMNS
 from hfpref.errors import InputError
 from hfpref.repo.folder import prompt_key, split_hash
+from hfpref.repo.provenance import GenerationSection, InputStatistics, JudgeSection, Provenance, TokenUsage
+from hfpref.repo.schema import STEP_SEPARATOR, mean
 from hfpref.stages.io import ArrowPages, arrow_pages
 from hfpref.stages.verdicts import split_steps
 
-STEP_SEPARATOR = "\n\n"
 CHUNK_ROWS = 1024  # input rows read into Python at a time: memory stays flat however many rows there are
-# the fields of a `judge` record that ScoredInput.made reads (hfpref.judge.judge_statistics, models, mode)
+# the fields of a `judge` record that ScoredInput.made reads (judge_statistics, models, mode)
 JUDGE_FIELDS = frozenset(
     [
         "mode",
@@ -72,10 +74,6 @@ class Chunk:
     candidates: list[list[Candidate]]  # usable, unique texts, best first
     scored: list[list[Candidate]]  # usable, input order, duplicates kept
     steps: list[list[Steps]] | None
-
-
-def mean(values: Iterable[float], count: int) -> float | None:
-    return round(sum(values) / count, 4) if count else None
 
 
 def _arrow(ds: Any) -> ArrowPages:
@@ -183,8 +181,8 @@ class Usage:
             elif self.cost is not None:
                 self.cost += meta.get("cost") or 0.0
 
-    def result(self) -> dict[str, Any]:
-        return {**self.counts, "cost_usd": None if self.cost is None else round(self.cost, 6)}
+    def result(self) -> TokenUsage:
+        return TokenUsage(**self.counts, cost_usd=None if self.cost is None else round(self.cost, 6))
 
 
 class ScoredInput:
@@ -306,7 +304,7 @@ class ScoredInput:
         return Chunk(start, texts, candidates, scored, steps if step_scores is not None else None), flat
 
     def prompt_ids(self) -> tuple[np.ndarray, np.ndarray]:
-        """(the :func:`~hfpref.folder.split_hash` of each distinct prompt, in order of first appearance;
+        """(the :func:`~hfpref.repo.folder.split_hash` of each distinct prompt, in order of first appearance;
         each row's index into them), after :meth:`read`. Prompts are told apart by a 16-byte digest of
         their key, so the keys are never all held; numpy's sort-based ``unique`` needs a few bytes per
         row where a hash table would need tens."""
@@ -334,29 +332,26 @@ class ScoredInput:
             yield from column.slice(start, CHUNK_ROWS).to_pylist()
             self.pages.release()
 
-    def made(self) -> dict[str, dict[str, Any]]:
+    def made(self) -> Provenance:
         """How the data was made, as far as its columns tell (after :meth:`read`): ``generation`` (the
         models of ``completion_models`` with their completions, the most per row and, from the
         ``generation`` records, the requests and how many failed), ``usage`` (tokens and cost of the
         ``generation`` records) and ``judge`` (the models and mode of the ``judge`` records and their
-        :func:`hfpref.judge.judge_statistics`). A section the columns say nothing about is left out."""
-        made: dict[str, dict[str, Any]] = {}
-        generation: dict[str, Any] = {}
+        :func:`hfpref.stages.judge.judge_statistics`). A section the columns say nothing about is None."""
+        generation: GenerationSection = {}
         if self.model_counts:
             generation["models"] = [{"id": m, "completions": n} for m, n in sorted(self.model_counts.items())]
             generation["n"] = self._counts["max_completions"]
         if self.usage is not None:
             generation["completions"] = self.usage.records
             generation["failed"] = self.usage.counts["failed"]
-            made["usage"] = self.usage.result()
-        if generation:
-            made["generation"] = generation
-        judge = self._judge()
-        if judge:
-            made["judge"] = judge
-        return made
+        return Provenance(
+            generation=generation or None,
+            judge=self._judge(),
+            usage=self.usage.result() if self.usage is not None else None,
+        )
 
-    def _judge(self) -> dict[str, Any] | None:
+    def _judge(self) -> JudgeSection | None:
         """The judge's models (in order of first appearance), mode and statistics from a ``judge`` column of
         records; None without one (or with a column of that name that holds something else)."""
         from hfpref.stages.judge import judge_statistics
@@ -385,25 +380,25 @@ class ScoredInput:
             return self.prompt_column.cast(pa.string())
         return pa.concat_arrays(self._texts)
 
-    def stats(self, prompts: int) -> dict[str, Any]:
+    def stats(self, prompts: int) -> InputStatistics:
         """What ``hfpref.json`` records about the input (after :meth:`read`)."""
         all_scores = self._scores
         average = mean(all_scores, len(all_scores))
         counts = self._counts
-        return {
-            "rows": self.table.num_rows,
-            "prompts": prompts,
-            "completions": counts["completions"],
-            "max_completions": counts["max_completions"],
-            "null_completions": counts["null_completions"],
-            "null_scores": counts["null_scores"],
-            "mean_score": average,
-            "score_std": round(math.sqrt(sum((s - average) ** 2 for s in all_scores) / len(all_scores)), 4)
+        return InputStatistics(
+            rows=self.table.num_rows,
+            prompts=prompts,
+            completions=counts["completions"],
+            max_completions=counts["max_completions"],
+            null_completions=counts["null_completions"],
+            null_scores=counts["null_scores"],
+            mean_score=average,
+            score_std=round(math.sqrt(sum((s - average) ** 2 for s in all_scores) / len(all_scores)), 4)
             if all_scores
             else None,
-            "tied_rows": counts["tied_rows"],
-            **({"completions_with_reasoning": self._with_reasoning()} if self.inline_reasoning else {}),
-        }
+            tied_rows=counts["tied_rows"],
+            completions_with_reasoning=self._with_reasoning() if self.inline_reasoning else None,
+        )
 
     def _with_reasoning(self) -> int:
         return int(np.count_nonzero(np.frombuffer(self._thoughts, dtype=np.int64) >= 0))
