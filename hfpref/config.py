@@ -27,6 +27,7 @@ KEY_REQUIRED_HOSTS = ("openrouter.ai", "api.openai.com")
 DEFAULT_PROVIDER_MODEL = "openai/gpt-4o-mini"
 API_KEY_ENVS = ("HFPREF_API_KEY", "OPENROUTER_API_KEY", "OPENAI_API_KEY")
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+BATCH_FALLBACKS = ("batch", "online")
 
 
 def _help(text: str, default: Any = dataclasses.MISSING, **kwargs: Any) -> Any:
@@ -185,7 +186,36 @@ class ProviderConfig:
     max_retries: int = _help(
         "Retries of a request after 429, 5xx, timeouts, dropped connections or empty answers.", 8
     )
-    max_retry_time_s: float = _help("Seconds after which a failing request is not retried again.", 900.0)
+    max_retry_time_s: float = _help(
+        "Seconds after which a failing request is not retried again (online; a batch line is retried "
+        "max_retries times).",
+        900.0,
+    )
+    batch_max_requests: int = _help("Batch API: most requests in one input file (OpenAI: 50,000).", 50_000)
+    batch_max_bytes: int = _help("Batch API: largest input file in bytes (OpenAI: 200 MB).", 200_000_000)
+    batch_window: str = _help("Batch API: the completion_window asked for (OpenAI: 24h).", "24h")
+    batch_quiet_s: float = _help(
+        "Batch API: a file is submitted once no new request joined it for this many seconds (or it is full).",
+        1.0,
+    )
+    batch_poll_s: float = _help(
+        "Batch API: longest wait between two looks at a pending batch (the first come sooner).", 60.0
+    )
+    batch_discount: float = _help(
+        "Batch API: the batch price as a share of price_in/price_out, for answers without usage.cost "
+        "(OpenAI: 0.5).",
+        0.5,
+    )
+    batch_in_flight: int = _help(
+        "Batch API: most requests waiting in batches at once (concurrency, rpm and tpm do not apply); "
+        "more wait until a batch ends.",
+        250_000,
+    )
+    batch_fallback: str = _help(
+        "Batch API: where a request that failed in a batch (an error, an expired or cancelled batch) is "
+        "tried again: batch (the next batch) or online (chat completions, at the online price).",
+        "batch",
+    )
 
     def __post_init__(self) -> None:
         check_env_name(self.api_key_env, "provider.api_key_env")
@@ -196,6 +226,25 @@ class ProviderConfig:
                 raise ConfigError(f"provider.{name} must be a number of seconds > 0, got {value!r}")
         if not isinstance(self.max_retries, int) or self.max_retries < 0:
             raise ConfigError(f"provider.max_retries must be an integer >= 0, got {self.max_retries!r}")
+        self._check_batch()
+
+    def _check_batch(self) -> None:
+        for name in ("batch_max_requests", "batch_max_bytes", "batch_in_flight"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ConfigError(f"provider.{name} must be an integer >= 1, got {value!r}")
+        for name in ("batch_quiet_s", "batch_poll_s"):
+            value = getattr(self, name)
+            if not isinstance(value, int | float) or isinstance(value, bool) or value <= 0:
+                raise ConfigError(f"provider.{name} must be a number of seconds > 0, got {value!r}")
+        if not isinstance(self.batch_discount, int | float) or not 0 < self.batch_discount <= 1:
+            raise ConfigError(f"provider.batch_discount must be in (0, 1], got {self.batch_discount!r}")
+        if not isinstance(self.batch_window, str) or not self.batch_window.strip():
+            raise ConfigError(
+                f"provider.batch_window must be a duration such as 24h, got {self.batch_window!r}"
+            )
+        if self.batch_fallback not in BATCH_FALLBACKS:
+            raise ConfigError(f"provider.batch_fallback must be batch or online, got {self.batch_fallback!r}")
 
     def endpoint(self, spec: ModelSpec) -> str:
         url = spec.base_url or self.base_url or os.environ.get("HFPREF_BASE_URL") or OPENROUTER_URL
@@ -223,6 +272,11 @@ class GenerateConfig:
     concurrency: int = _help("Requests in flight at once, over all models.", 64)
     seed: int = _help("Seed of the weighted routing of completions to models.", 0)
     prompt_column: str | None = _help("Column holding the prompt (default: prompt, input or question).", None)
+    batch_api: bool = _help(
+        "Send the requests through the endpoint's Batch API (Files + Batches: half the price, answers "
+        "within the batch window, up to 24 h; resumable).",
+        False,
+    )
 
     def __post_init__(self) -> None:
         self.models = parse_models(self.models)
@@ -259,6 +313,11 @@ class JudgeConfig:
     structured_output: bool = _help("Ask the endpoint for JSON-schema structured output.", False)
     reasoning: bool = _help(
         "Show the judge each completion's reasoning (the `reasoning` column) before its answer.", False
+    )
+    batch_api: bool = _help(
+        "Send the judge requests through the endpoint's Batch API (half the price, up to 24 h; a format "
+        "reminder is a second, smaller batch).",
+        False,
     )
 
     #: The judge modes, as the config check knows them: the names of the table of modes,

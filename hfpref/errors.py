@@ -4,6 +4,7 @@ Exception tree (the CLI prints ``str(error)`` on one line and exits with ``exit_
 
     HfprefError                      exit 1
     ├── ConfigError                  exit 2  bad option, config file, or unknown key
+    │   └── BatchUnsupported                 ``--batch-api`` to an endpoint without Files + Batches endpoints
     ├── InputError                   exit 2  bad input file, column or row
     ├── ProviderError                exit 1  an OpenAI-compatible endpoint failed
     │   ├── AuthenticationError              401/403: fail fast, never retried
@@ -15,6 +16,7 @@ Exception tree (the CLI prints ``str(error)`` on one line and exits with ``exit_
     │   ├── ProviderConnectionError          connection refused or dropped: retried
     │   │   └── EndpointUnreachable          every connection so far refused: fail fast
     │   ├── MalformedResponseError           an answer that is not the expected JSON: retried
+    │   ├── BatchFailed                      a whole batch refused (validation, a token limit): fail fast
     │   └── EmptyAnswerError                 a 200 without a usable answer (``""``, finish_reason error): retried
     ├── BudgetExhausted              exit 1  ``max_cost`` reached; finished rows are kept
     ├── HubError                     exit 1  pushing to or reading from the Hub failed
@@ -65,6 +67,11 @@ class HfprefError(Exception):
 
 class ConfigError(HfprefError):
     exit_code = 2
+
+
+class BatchUnsupported(ConfigError):
+    """``--batch-api`` was asked of an endpoint that has no OpenAI-format Batch API (OpenRouter; a server
+    answering 404/405 to ``/files`` or ``/batches``, such as llama.cpp): a setting to change, so exit 2."""
 
 
 class InputError(HfprefError):
@@ -152,6 +159,11 @@ class EndpointUnreachable(ProviderConnectionError):
 
 class MalformedResponseError(ProviderError):
     retryable = True
+
+
+class BatchFailed(ProviderError):
+    """A Batch API batch failed as a whole (its file refused at validation, an enqueued-token limit):
+    not a refusal of one request, so nothing is probed or retried; a rerun submits its requests again."""
 
 
 class EmptyAnswerError(ProviderError):

@@ -19,6 +19,7 @@ from huggingface_hub import DatasetCard
 
 from hfpref.repo.card import REPO_PLACEHOLDER, merge_card, size_category, templates_dir
 from hfpref.repo.card import render_card as render
+from hfpref.repo.figure_data import figure_statistics
 from hfpref.repo.provenance import Provenance
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -31,7 +32,14 @@ FULL: dict[str, Any] = {
     "tags": ["synthetic", "math"],
     "default_config": "dpo",
     "generation": {
-        "models": [{"id": "deepseek/deepseek-r1", "weight": 2}, {"id": "openai/gpt-4o", "weight": 1}],
+        "models": [
+            {"id": "deepseek/deepseek-r1", "weight": 2, "completions": 3200, "scored": 3190}
+            | {"mean_score": 0.655, "score_histogram": [90, 110, 150, 200, 260, 330, 400, 480, 560, 610]}
+            | {"prompt_tokens": 320000, "completion_tokens": 1900000, "cost_usd": 11.0},
+            {"id": "openai/gpt-4o", "weight": 1, "completions": 1600, "scored": 1595}
+            | {"mean_score": 0.52, "score_histogram": [100, 120, 140, 160, 180, 190, 190, 180, 170, 165]}
+            | {"prompt_tokens": 160000, "completion_tokens": 500000, "cost_usd": None},
+        ],
         "n": 4,
         "temperature": 0.8,
         "top_p": None,
@@ -52,6 +60,27 @@ FULL: dict[str, Any] = {
             "score_histogram": {"0.0-0.5": 1900, "0.5-1.0": 2885},
             "position_inconsistency_rate": None,
             "cost_usd": 1.2345678,
+        },
+        "totals": {"verdicts": 4815, "parse_failures": 60, "pairs": 0, "inconsistent_pairs": 0},
+    },
+    "calibration": {
+        "labelled": "human-prefs.jsonl",
+        "pairs": 200,
+        "judge": {"models": ["openai/gpt-4o"], "mode": "pointwise", "prompt": "correctness", "scale": 10}
+        | {"swap": True, "aggregate": "mean", "key": "0123456789abcdef"},
+        "outcomes": {"agree": 150, "tie": 20, "disagree": 30, "unscored": 0},
+        "human_agreement": {"hits": 150, "total": 200, "rate": 0.75, "low": 0.6857, "high": 0.8048},
+        "first_position": None,
+        "per_judge": [{"id": "openai/gpt-4o", "human_agreement": None, "first_position": None}],
+        "kappa": None,
+        "reliability": {
+            "bins": [
+                {"bin": "0.0-0.1", "count": 60, "mean_score": 0.05, "observed": 0.1},
+                {"bin": "0.3-0.4", "count": 80, "mean_score": 0.35, "observed": 0.3},
+                {"bin": "0.6-0.7", "count": 120, "mean_score": 0.65, "observed": 0.55},
+                {"bin": "0.9-1.0", "count": 140, "mean_score": 0.95, "observed": 0.8},
+            ],
+            "ece": 0.1025,
         },
     },
     "curate": {
@@ -113,6 +142,15 @@ FULL: dict[str, Any] = {
             "columns": ["prompt", "completion", "score", "model"],
         },
     },
+}
+
+# what curate records for the figures: computed from the sections above, and from dpo pairs for these two
+FULL["figures"] = figure_statistics(Provenance.from_json(FULL)) | {
+    "wins": {"models": ["deepseek/deepseek-r1", "openai/gpt-4o"], "counts": [[310, 420], [170, 100]]}
+    | {"pairs": 1000, "unnamed": 0, "left_out_models": 0},
+    "margins": {"edges": [i / 20 for i in range(21)], "pairs": 1000, "mean": 0.5, "median": 0.49}
+    | {"counts": [0, 0, 10, 30, 50, 70, 90, 100, 100, 95, 90, 80, 70, 60, 50, 40, 30, 20, 10, 5]},
+    "missing": {},
 }
 
 IMPORTED: dict[str, Any] = {

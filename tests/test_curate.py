@@ -403,8 +403,12 @@ def test_every_config_loads_from_the_folder(tmp_path: Path) -> None:
     provenance = orjson.loads((tmp_path / "prefs" / "hfpref.json").read_bytes())
     assert provenance["configs"]["dpo"]["splits"] == {"train": 8, "test": 2}
     assert provenance["configs"]["dpo"]["statistics"]["mean_margin"] == 0.8
+    histogram = {"m0": [0] * 9 + [10], "m1": [0, 10] + [0] * 8}  # scores 0.9 and 0.1, ten each
     assert provenance["generation"] == {
-        "models": [{"id": "m0", "completions": 10}, {"id": "m1", "completions": 10}],
+        "models": [
+            {"id": m, "completions": 10, "scored": 10, "mean_score": score, "score_histogram": histogram[m]}
+            for m, score in (("m0", 0.9), ("m1", 0.1))
+        ],
         "n": 2,
         "inferred": True,
     }

@@ -12,7 +12,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import orjson
 import pytest
 
 from hfpref.errors import ConfigError
@@ -59,9 +58,16 @@ def test_staged_curate_records_the_judge_and_generation_as_run_does(
     assert {k: judge[k] for k in DERIVED_JUDGE} == {k: run.judge[k] for k in DERIVED_JUDGE}
     assert "prompt" not in judge and run.judge["prompt"] == "helpfulness"  # only the settings know it
     generation = made.generation
-    assert generation["models"] == [{"id": "m/a", "completions": 36}] and generation["inferred"]
-    assert (generation["completions"], generation["failed"]) == (36, 0)
-    assert run.generation["models"] == [{"id": "m/a", "completions": 36, "weight": 1.0}]
+    (model,) = generation["models"]  # what the columns tell of the model: completions, scores, usage
+    assert (model["id"], model["completions"], model["scored"], sum(model["score_histogram"])) == (
+        "m/a",
+        36,
+        36,
+        36,
+    )
+    assert model["prompt_tokens"] == made.usage.prompt_tokens and model["cost_usd"] == made.usage.cost_usd
+    assert generation["inferred"] and (generation["completions"], generation["failed"]) == (36, 0)
+    assert run.generation["models"] == [{**model, "weight": 1.0}]
     assert (run.generation["completions"], run.generation["failed"]) == (36, 0)
     assert "temperature" not in generation and run.generation["temperature"] == 0.8
     assert made.usage == run.usage and (made.usage.cost_usd or 0) > 0
@@ -114,6 +120,8 @@ def test_the_judge_section_gathers_every_row_and_keeps_the_callers_settings() ->
     stats = found["statistics"]
     assert (stats["calls"], stats["parse_failure_rate"], stats["cost_usd"]) == (6, 2 / 6, 0.75)
     assert stats["unscored_completions"] == 1
+    totals = {"verdicts": 6, "parse_failures": 2, "pairs": 0, "inconsistent_pairs": 0}  # the rates' counts
+    assert found["totals"] == totals
     given = {"judge": {"models": [], "prompt": "mine.txt", "statistics": {"calls": 1}}}
     merged = curate(rows, formats="dpo", test_size=0, provenance=given).provenance["judge"]
     assert merged == {
@@ -121,6 +129,7 @@ def test_the_judge_section_gathers_every_row_and_keeps_the_callers_settings() ->
         "prompt": "mine.txt",
         "statistics": {"calls": 1},  # what the caller gives wins
         "mode": "pointwise",
+        "totals": totals,
     }
 
 
@@ -174,7 +183,5 @@ def test_a_judge_column_of_something_else_is_not_read_as_records(judge: Any) -> 
     rows = [row(f"q{i}", ["a", "b"], [0.9, 0.1], judge=judge) for i in range(3)]
     result = curate(rows, formats="dpo", test_size=0)
     assert "judge" not in result.provenance
-    assert (
-        orjson.dumps(result.provenance["generation"]["models"])
-        == b'[{"id":"m0","completions":3},{"id":"m1","completions":3}]'
-    )
+    models = result.provenance["generation"]["models"]
+    assert [(m["id"], m["completions"]) for m in models] == [("m0", 3), ("m1", 3)]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -17,8 +18,13 @@ import yaml
 from hfpref.errors import HubError, InputError
 from hfpref.repo.hub import push
 from hfpref.stages.curate import curate
+from tests.fake_openai import FakeOpenAI, fake_openai
 from tests.hub_emulator import HubEmulator
+from tests.test_calibrate import LABELLED, panel_judge
+from tests.test_cli_stages import hfpref, prompts
 from tests.test_curate import messages, row
+
+__all__ = ["fake_openai"]  # the fixture
 
 TOKEN = "hf_emulator_good_token"
 ROOT = Path(__file__).parent.parent
@@ -172,3 +178,45 @@ def test_rows_to_and_from_the_hub(hub: HubEmulator) -> None:
         print(json.dumps([written, load_rows("user/rows").to_list() == rows, load_rows("hf://datasets/user/rows").num_rows]))
     """
     assert client(hub, code) == ["user/rows", True, 1]
+
+
+def test_a_run_with_a_calibrated_pairwise_panel_pushes_its_figures_and_reports_them_again(
+    hub: HubEmulator, fake_openai: FakeOpenAI, tmp_path: Path
+) -> None:
+    """The issue's end to end: calibrate a pairwise two-judge panel, run, push, report from the Hub."""
+    fake_openai.responder = panel_judge
+    fake_openai.cost_per_token = 1e-6
+    config = tmp_path / "hfpref.toml"
+    config.write_text(
+        f'[provider]\nbase_url = "{fake_openai.base_url}"\n[generate]\nn = 3\nmodels = ["m/a", "m/b"]\n'
+        '[judge]\nmodels = ["j/1", "j/2"]\nmode = "pairwise"\n[curate]\nformats = ["dpo", "sft"]\n'
+    )
+    calibrated = hfpref("judge", "--calibrate", LABELLED, "-c", config)
+    assert calibrated.exit_code == 0, calibrated.stderr
+    folder = tmp_path / "prefs"
+    ran = hfpref("run", prompts(tmp_path / "in.jsonl", 16), "-o", folder, "-c", config)
+    assert ran.exit_code == 0, ran.stderr
+    card = (folder / "README.md").read_text()
+    linked = re.findall(r"!\[[^\]]*\]\((images/[^)]+\.png)\)", card)
+    assert len(linked) == 6 and all((folder / path).is_file() for path in linked)  # every figure has data
+    assert (
+        "- Calibration: first-position win rate (0.5 = no position bias): 0.625 (95% CI 0.525-0.715, 60 of 96)"
+        in card
+    )
+    assert "- Calibration: Cohen's kappa between the panel's judges: 0.200 (24 pairs)" in card
+    assert "- Inconsistent verdicts under swapped order: " in card
+
+    assert hfpref_cli(hub, "push", str(folder), "user/figures").returncode == 0
+    files = hub.repos[("datasets", "user/figures")].resolve("main").files  # type: ignore[union-attr]
+    assert set(linked) <= set(files)
+    for path in linked:
+        assert hub.read("user/figures", path) == (folder / path).read_bytes()
+
+    local = hfpref("report", folder)
+    remote = hfpref_cli(hub, "report", "user/figures", "-o", str(tmp_path / "copy"))
+    assert local.exit_code == 0 and remote.returncode == 0, remote.stderr
+    assert remote.stdout.splitlines()[1:] == local.stdout.splitlines()[1:]  # the same numbers
+    copy = tmp_path / "copy"
+    assert sorted(p.name for p in (copy / "images").iterdir()) == sorted(Path(p).name for p in linked)
+    assert (copy / "README.md").read_text() == hub.read("user/figures", "README.md").decode()
+    assert hub.unhandled == []

@@ -1,4 +1,4 @@
-"""``hfpref curate``, ``push`` and ``export``: the dataset folder, which is the Hub repo."""
+"""``hfpref curate``, ``push``, ``report`` and ``export``: the dataset folder, which is the Hub repo."""
 
 from __future__ import annotations
 
@@ -47,14 +47,31 @@ def curate_command(
 
     FOLDER is the Hub repo: CONFIG/SPLIT-*.parquet, a README.md card and hfpref.json.
     """
+    from hfpref.errors import ConfigError
     from hfpref.repo.card import check_license
+    from hfpref.stages.calibrate import stored_calibration
     from hfpref.stages.curate import curate, curate_config
     from hfpref.stages.io import load_rows
 
     run = load_run_config(config_path)
     config = curate_config(run.curate, **flags)  # bad options fail before the input is read
     license_ = check_license(license_ or run.hub.license)
-    result = curate(load_rows(input_path), folder, config, license=license_, repo_id=run.hub.repo_id)
+    calibration = None  # of the configured judge (hfpref judge --calibrate), when one is named and was run
+    if run.judge.models:
+        try:
+            calibration = stored_calibration(run.judge)
+        except (
+            ConfigError
+        ):  # a judge prompt file that is not here: that judge cannot have been calibrated here
+            calibration = None
+    result = curate(
+        load_rows(input_path),
+        folder,
+        config,
+        license=license_,
+        repo_id=run.hub.repo_id,
+        calibration=calibration,
+    )
     click.echo(f"wrote {folder}")
     for name, stats in result.statistics.items():
         splits = (
@@ -74,6 +91,26 @@ def push_command(folder: str, repo_id: str, private: bool, revision: str | None)
     from hfpref.repo.hub import push
 
     click.echo(f"pushed {folder} to {push(folder, repo_id, private=private, revision=revision)}")
+
+
+@cli.command("report")
+@click.argument("target", metavar="FOLDER_OR_REPO")
+@click.option(
+    "-o",
+    "--output",
+    metavar="DIR",
+    help="For a Hub dataset id: the folder to copy it into (default ./NAME-report).",
+)
+@click.option("--revision", metavar="REV", help="For a Hub dataset id: the branch or commit to read.")
+def report_command(target: str, output: str | None, revision: str | None) -> None:
+    """Print the statistics of a dataset's figures and draw them again (images/, linked from the card).
+
+    A FOLDER is reported in place (its figures, hfpref.json and card rewritten); a Hub REPO is copied
+    (card, hfpref.json, dpo shards) into a local folder first, and the Hub repo is left as it is.
+    """
+    from hfpref.repo.report import report
+
+    click.echo("\n".join(report(target, output, revision)))
 
 
 @cli.command("export")

@@ -7,7 +7,19 @@ from typing import Any
 import click
 
 from hfpref.cli.base import cli, client_options, config_option, load_run_config
-from hfpref.config import BudgetConfig, GenerateConfig, JudgeConfig, help_for
+from hfpref.config import BATCH_FALLBACKS, BudgetConfig, GenerateConfig, JudgeConfig, ProviderConfig, help_for
+
+
+def batch_options(fn: Any) -> Any:
+    """``--batch-api`` and ``--batch-fallback``, of generate, judge and run."""
+    fn = click.option(
+        "--batch-fallback",
+        type=click.Choice(BATCH_FALLBACKS),
+        help=help_for(ProviderConfig, "batch_fallback"),
+    )(fn)
+    return click.option(
+        "--batch-api/--no-batch-api", default=None, help=help_for(GenerateConfig, "batch_api")
+    )(fn)
 
 
 @cli.command()
@@ -24,6 +36,7 @@ from hfpref.config import BudgetConfig, GenerateConfig, JudgeConfig, help_for
 @click.option("--seed", type=int, help=help_for(GenerateConfig, "seed"))
 @click.option("--prompt-column", help=help_for(GenerateConfig, "prompt_column"))
 @click.option("--concurrency", type=int, help=help_for(GenerateConfig, "concurrency"))
+@batch_options
 @client_options
 def generate(input_path: str, output: str, config_path: str | None, **flags: Any) -> None:
     """Add N completions per prompt (columns completions, completion_models, generation)."""
@@ -42,9 +55,19 @@ def generate(input_path: str, output: str, config_path: str | None, **flags: Any
 
 
 @cli.command()
-@click.argument("input_path", metavar="INPUT")
-@click.option("-o", "--output", required=True, help="Output file (.jsonl/.json/.parquet/.csv) or folder.")
+@click.argument("input_path", metavar="INPUT", required=False)
+@click.option(
+    "-o", "--output", help="Output file (.jsonl/.json/.parquet/.csv) or folder (needed with INPUT)."
+)
 @config_option
+@click.option(
+    "--calibrate",
+    "labelled",
+    metavar="LABELLED",
+    help="Human-labelled pairs (prompt, chosen = preferred, rejected; as the importers' dpo config): measure "
+    "this judge against them (agreement, position bias, reliability) and keep the result for the cards of "
+    "the data it scores. INPUT is then optional.",
+)
 @click.option(
     "--judge-model", "judge_models", multiple=True, metavar="ID", help=help_for(JudgeConfig, "models")
 )
@@ -55,13 +78,25 @@ def generate(input_path: str, output: str, config_path: str | None, **flags: Any
 @click.option("--aggregate", type=click.Choice(["mean", "majority"]), help=help_for(JudgeConfig, "aggregate"))
 @click.option("--concurrency", type=int, help=help_for(JudgeConfig, "concurrency"))
 @click.option("--judge-reasoning/--no-judge-reasoning", default=None, help=help_for(JudgeConfig, "reasoning"))
+@batch_options
 @client_options
-def judge(input_path: str, output: str, config_path: str | None, **flags: Any) -> None:
+def judge(
+    input_path: str | None, output: str | None, config_path: str | None, labelled: str | None, **flags: Any
+) -> None:
     """Score each completion (columns scores, judgments, judge; stepwise also step_scores)."""
     from hfpref.stages import pipeline
 
+    if (input_path is None) != (output is None) or (input_path is None and labelled is None):
+        raise click.UsageError("give INPUT and -o OUTPUT, or --calibrate LABELLED, or both")
     run = load_run_config(config_path)
     pipeline.apply_judge_flags(run, flags)
+    if labelled is not None:
+        from hfpref.stages.calibrate import calibrate, calibration_lines
+
+        result = calibrate(labelled, run, use_cache=not flags["no_cache"], cache_dir=flags["cache_dir"])
+        click.echo("\n".join(calibration_lines(result)))
+    if input_path is None or output is None:
+        return
     pipeline.judge_file(
         input_path,
         output,
@@ -80,14 +115,16 @@ def judge(input_path: str, output: str, config_path: str | None, **flags: Any) -
 @click.option(
     "--cache-dir", type=click.Path(file_okay=False), help="Request cache folder (default ~/.cache/hfpref)."
 )
+@batch_options
 def run_command(
-    input_path: str, output: str, config_path: str | None, max_cost: float | None, cache_dir: str | None
+    input_path: str, output: str, config_path: str | None, cache_dir: str | None, **flags: Any
 ) -> None:
     """generate + judge + curate in one resumable command (a rerun re-pays nothing)."""
     from hfpref.stages import pipeline
 
     run = load_run_config(config_path)
-    pipeline.apply_judge_flags(run, {"max_cost": max_cost})
+    pipeline.apply_generate_flags(run, flags)  # --batch-api: both stages
+    pipeline.apply_judge_flags(run, flags)
     pipeline.run_pipeline(input_path, output, run, cache_dir=cache_dir)
 
 

@@ -183,6 +183,21 @@ def _source_stats(stats: SourceStatistics | None) -> dict[str, Any] | None:
     }
 
 
+def _figures(figures: Mapping[str, Any] | None) -> tuple[list[dict[str, Any]], list[tuple[str, str]]]:
+    """The figures drawn (path, title, caption, the numbers under it) and those not drawn, and why."""
+    from hfpref.repo.figure_data import FIGURES, IMAGES, figure_notes
+
+    if not figures:
+        return [], []
+    notes = figure_notes(figures)
+    drawn = [
+        {"path": f"{IMAGES}/{f.file}", "title": f.title, "caption": f.caption, "notes": notes[name]}
+        for name, f in FIGURES.items()
+        if name in figures
+    ]
+    return drawn, [(FIGURES[name].title, why) for name, why in figures.get("missing", {}).items()]
+
+
 def license_text(provenance: Provenance, license_: str | None) -> str:
     """The card's license paragraph: the license, or that none was chosen and no rights are claimed."""
     if license_:
@@ -305,7 +320,8 @@ def render_card(provenance: Provenance, *, repo_id: str | None = None) -> Datase
     ``license``, ``pretty_name``, ``tags``, ``summary`` and, when known, ``source`` (imported data: a
     dict shown as a list), ``source_statistics`` (records read, used and skipped, and distributions:
     see :func:`hfpref.importers.base.distribution`), ``generation``, ``judge``, ``curate``, ``input``,
-    ``usage`` and ``limitations`` (a list of notes). A ``generation`` or ``judge`` section marked
+    ``usage``, ``limitations`` (a list of notes) and ``figures`` (their statistics: each figure drawn
+    in ``images/`` is linked, with its caption and numbers, and the card says why the others are not). A ``generation`` or ``judge`` section marked
     ``inferred`` was read from the data's columns, and the card says that its settings were not
     recorded. ``repo_id`` fills the usage snippets.
     """
@@ -331,6 +347,7 @@ def render_card(provenance: Provenance, *, repo_id: str | None = None) -> Datase
     generation = provenance.generation or {}
     judge = provenance.judge or {}
     usage = provenance.usage
+    figures, figures_missing = _figures(provenance.figures)
     context = {
         "title": provenance.pretty_name or "Preference dataset",
         "summary": provenance.summary or _summary(provenance),
@@ -353,6 +370,8 @@ def render_card(provenance: Provenance, *, repo_id: str | None = None) -> Datase
         else None,
         "source": [(key, _value(key, value)) for key, value in (provenance.source or {}).items()],
         "source_stats": _source_stats(provenance.source_statistics),
+        "figures": figures,
+        "figures_missing": figures_missing,
         "limitations": _limitations(provenance),
         "license_text": license_text(provenance, license_),
     }

@@ -8,6 +8,7 @@ a folder back (export, validate, push).
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import math
@@ -24,6 +25,8 @@ import pyarrow as pa
 from hfpref import __version__
 from hfpref.errors import ConfigError, InputError
 from hfpref.repo.card import check_license, render_card
+from hfpref.repo.figure_data import figure_statistics
+from hfpref.repo.figures import draw_figures
 from hfpref.repo.provenance import (
     PROVENANCE_FILE,
     ConfigEntry,
@@ -273,9 +276,29 @@ class FolderWriter:
             tags=tags,
             default_config=default,
         )
-        write_provenance(self.folder, prov)
-        render_card(prov, repo_id=repo_id).save(self.folder / CARD_FILE)
+        write_figures(self.folder, prov, repo_id=repo_id)
         return self.folder
+
+
+def dpo_shards(folder: Path) -> list[Path]:
+    """The parquet shards of a folder's ``dpo`` config, every split (none without one)."""
+    directory = folder / "dpo"
+    return (
+        sorted(p for p in directory.glob("*.parquet") if SHARD_FILE.match(p.name))
+        if directory.is_dir()
+        else []
+    )
+
+
+def write_figures(folder: Path, provenance: Provenance, *, repo_id: str | None = None) -> Provenance:
+    """Compute the figures' statistics from ``provenance`` and the folder's ``dpo`` shards, then write
+    ``hfpref.json`` with them, the figures (``images/``) and the card that links them; returns what
+    ``hfpref.json`` now says."""
+    prov = dataclasses.replace(provenance, figures=figure_statistics(provenance, dpo_shards(folder)))
+    write_provenance(folder, prov)
+    draw_figures(folder, prov.figures or {})
+    render_card(prov, repo_id=repo_id).save(folder / CARD_FILE)
+    return prov
 
 
 class CardOptions(TypedDict, total=False):

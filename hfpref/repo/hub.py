@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 from hfpref.errors import HubError, InputError, RepoIdError, register_secret
 from hfpref.repo.card import REPO_PLACEHOLDER, license_text, merge_card
+from hfpref.repo.figures import figure_files
 from hfpref.repo.folder import CARD_FILE, folder_configs
 from hfpref.repo.provenance import read_provenance
 
@@ -105,8 +106,8 @@ def push(
 
     Creates the repo (``private`` applies only then) and the branch ``revision`` when missing. When the
     repo already has a card, YAML keys someone added there are kept and ours (configs, tags, license …)
-    updated (:func:`hfpref.repo.card.merge_card`). Shards of the pushed configs that the folder no longer has
-    are deleted. The data goes first and the card second, so the card never names missing files.
+    updated (:func:`hfpref.repo.card.merge_card`). Shards of the pushed configs and figures (``images/``) that
+    the folder no longer has are deleted. The data goes first and the card second, so the card never names missing files.
     """
     from huggingface_hub import DatasetCard, HfApi, get_token
 
@@ -142,7 +143,7 @@ def push(
             repo_type="dataset",
             revision=revision,
             ignore_patterns=[CARD_FILE],
-            delete_patterns=[f"{name}/*.parquet" for name in configs],
+            delete_patterns=[*(f"{name}/*.parquet" for name in configs), *figure_files()],
             commit_message="Upload preference data with hfpref",
         )
         api.upload_file(

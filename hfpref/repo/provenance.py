@@ -41,12 +41,19 @@ SECRET_KEYS = {"api_key", "token", "hf_token", "authorization", "password", "sec
 
 
 class ModelEntry(TypedDict, total=False):
-    """A model that wrote or judged completions: its id, its routing weight (settings) and how many
-    completions it wrote (data)."""
+    """A model that wrote or judged completions: its id, its routing weight (settings) and, from the
+    data, how many completions it wrote, how many were scored, their mean score and histogram
+    (:data:`hfpref.repo.measures.SCORE_BINS` bins), and its tokens and cost (None: unknown)."""
 
     id: Required[str]
     completions: int
     weight: float
+    scored: int
+    mean_score: float
+    score_histogram: list[int]
+    prompt_tokens: int
+    completion_tokens: int
+    cost_usd: float | None
 
 
 class GenerationSection(TypedDict, total=False):
@@ -67,7 +74,9 @@ class GenerationSection(TypedDict, total=False):
 
 class JudgeSection(TypedDict, total=False):
     """How the completions were judged; ``statistics`` as :func:`hfpref.stages.judge.judge_statistics`
-    gives them. ``inferred``: read from the data's ``judge`` column only."""
+    gives them, ``totals`` the counts behind its rates (verdicts, parse failures, pairs, inconsistent
+    pairs; panels: the rows with an agreement and its spread). ``inferred``: read from the data's
+    ``judge`` column only."""
 
     models: list[ModelEntry]
     mode: str
@@ -77,6 +86,7 @@ class JudgeSection(TypedDict, total=False):
     aggregate: str
     reasoning: bool
     statistics: dict[str, Any]
+    totals: dict[str, Any]
     inferred: bool
 
 
@@ -193,11 +203,13 @@ class Provenance:
     limitations: list[str] | None = None
     generation: GenerationSection | None = None
     judge: JudgeSection | None = None
+    calibration: dict[str, Any] | None = None  # the judge measured on human labels (hfpref judge --calibrate)
     usage: TokenUsage | None = None
     curate: dict[str, Any] | None = None  # the CurateConfig, field by field
     input: InputStatistics | None = None
     configs: dict[str, ConfigEntry] = field(default_factory=dict)
     skipped_configs: dict[str, dict[str, int]] | None = None  # config → why it got no rows
+    figures: dict[str, Any] | None = None  # the statistics the card's figures show (hfpref.repo.figure_data)
     pretty_name: str | None = None
     license: str | None = None  # None: none chosen, written as null once the folder is (with its name)
     tags: list[str] | None = None
@@ -272,6 +284,21 @@ class Provenance:
             if data:
                 sections[name] = _completed(given, data) if given else {**data, "inferred": True}
         return dataclasses.replace(self, **sections, usage=self.usage or found.usage)
+
+    def calibrated(self, calibration: Mapping[str, Any] | None) -> Provenance:
+        """With the calibration of its judge (``hfpref judge --calibrate``); a :class:`ConfigError` when
+        the calibration is of another judge (models or mode) than the one the data records."""
+        if calibration is None:
+            return self
+        judge, measured = self.judge or {}, calibration.get("judge") or {}
+        ours = (sorted(m["id"] for m in judge.get("models", [])), judge.get("mode"))
+        theirs = (sorted(measured.get("models", [])), measured.get("mode"))
+        if ours != theirs:
+            raise ConfigError(
+                f"the calibration is of the judge {theirs[0]} ({theirs[1]}), the data was judged by "
+                f"{ours[0]} ({ours[1]})"
+            )
+        return dataclasses.replace(self, calibration=dict(calibration))
 
     def curated(self, config: CurateConfig, statistics: InputStatistics) -> Provenance:
         """With the curation settings and what curate read."""
@@ -349,7 +376,7 @@ class Provenance:
             name: ConfigEntry.from_json(entry, strict=strict)
             for name, entry in values.get("configs", {}).items()
         }
-        for name in ("generation", "judge", "source", "curate", "skipped_configs"):
+        for name in ("generation", "judge", "calibration", "source", "curate", "skipped_configs", "figures"):
             if name in values:
                 values[name] = dict(values[name])
         for name in ("limitations", "tags"):

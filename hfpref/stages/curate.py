@@ -306,6 +306,7 @@ def curate(
     provenance: Provenance | Mapping[str, Any] | None = None,
     license: str | None = None,
     repo_id: str | None = None,
+    calibration: Mapping[str, Any] | None = None,
     **overrides: Any,
 ) -> Curated:
     """Turn scored rows into one ``DatasetDict`` (train/test) per config; write ``folder`` when given.
@@ -315,7 +316,9 @@ def curate(
     of its keys) adds what the caller knows (``generation``, ``judge``, ``summary``, ``tags`` …) to what
     the input's columns tell (:meth:`~hfpref.repo.provenance.Provenance.completed`) in the
     ``hfpref.json`` and card written to ``folder``; ``license`` goes into the card (none: ``other``, no
-    rights claimed); ``repo_id`` fills the card's usage snippets. A config that gets no rows is left out
+    rights claimed); ``repo_id`` fills the card's usage snippets; ``calibration`` (what
+    :func:`hfpref.stages.calibrate.stored_calibration` finds for the judge) goes into ``hfpref.json`` and
+    the card, and must be of the judge the input's columns name. A config that gets no rows is left out
     (``statistics`` says why); no rows at all is an :class:`InputError`.
     """
     cfg = curate_config(config, **overrides)
@@ -345,6 +348,7 @@ def curate(
         raise InputError(f"no config has any rows ({summary})")
     prov = (
         given.completed(source.made())
+        .calibrated(calibration)
         .curated(cfg, source.stats(len(hashes)))
         .with_configs(
             {name: stats[name] for name in names},

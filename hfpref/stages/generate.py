@@ -2,9 +2,10 @@
 
 ``ds.map(hfpref.generate, batched=True)`` adds ``completions`` (list of str or null),
 ``completion_models`` and ``generation`` (per-completion metadata: model, finish_reason, tokens,
-cost, cached, error). A request that fails for good leaves null plus its error; no row is dropped
-or reordered. Completion ``j`` of a prompt goes to a model drawn by weight from a generator seeded
-with (seed, prompt, j): the same prompt routes the same way in every run, batch size and process.
+cost, cached, error, and ``batch_id``: the Batch API batch the answer came in, null when online). A
+request that fails for good leaves null plus its error; no row is dropped or reordered. Completion
+``j`` of a prompt goes to a model drawn by weight from a generator seeded with (seed, prompt, j): the
+same prompt routes the same way in every run, batch size and process.
 """
 
 from __future__ import annotations
@@ -60,6 +61,7 @@ SCHEMA = pa.schema(
                         ("cached", pa.bool_()),
                         ("refusal", pa.string()),
                         ("error", pa.string()),
+                        ("batch_id", pa.string()),
                     ]
                 )
             ),
@@ -135,6 +137,7 @@ async def _generate(spec: GenerateSpec, batch: Mapping[str, Any], indices: Any =
         spec.max_cost,
         spec.budget_id,
         spec.on_budget == "null",
+        batch_api=cfg.batch_api,
     )
     params: dict[str, Any] = {"temperature": cfg.temperature, "max_tokens": cfg.max_tokens}
     if cfg.top_p is not None:
@@ -177,7 +180,7 @@ async def _generate(spec: GenerateSpec, batch: Mapping[str, Any], indices: Any =
                     raise
                 admitted.done()
 
-        await gather_all(*(worker() for _ in range(min(len(plans), cfg.concurrency))))
+        await gather_all(*(worker() for _ in range(min(len(plans), client.in_flight))))
 
     completions = [[r["text"] for r in rows] for rows in results]
     models_used = [[r["model"] for r in rows] for rows in results]
@@ -211,7 +214,8 @@ class Generator(Stage):
     the map raises :class:`~hfpref.errors.BudgetExhausted` after the answers in flight have arrived
     and been cached (``on_budget="null"`` instead records the unsent completions as null, with the
     reason in ``generation.error``, and lets the map finish). Stages given the same ``budget_id``
-    share one cap, in every process (``num_proc``).
+    share one cap, in every process (``num_proc``). ``batch_api=True`` sends the requests through the
+    endpoint's Batch API (half the price, answers within a day; the ``[provider]`` batch settings).
     """
 
     function = staticmethod(_generate)
@@ -229,6 +233,7 @@ class Generator(Stage):
         concurrency: int = 64,
         seed: int = 0,
         prompt_column: str | None = None,
+        batch_api: bool = False,
         base_url: str | None = None,
         api_key_env: str | None = None,
         timeout_s: float = 300.0,
@@ -252,6 +257,7 @@ class Generator(Stage):
                 concurrency=concurrency,
                 seed=seed,
                 prompt_column=prompt_column,
+                batch_api=batch_api,
             )
         if not config.models:  # a copy: the caller's config (e.g. a RunConfig's section) stays as given
             config = dataclasses.replace(config, models=default_models("HFPREF_MODEL"))

@@ -8,7 +8,8 @@
 * ``step_scores`` (stepwise only): per completion, one score per reasoning step.
 * ``judge``: per row, what the statistics are computed from: ``calls`` (requests), ``verdicts``
   (verdicts asked for), ``parse_failures`` (verdicts still unparsed after the reminder),
-  ``pairs`` and ``inconsistent_pairs`` (pairwise), ``agreement`` (panels), ``cost``.
+  ``pairs`` and ``inconsistent_pairs`` (pairwise), ``agreement`` (panels), ``cost``, ``batch_calls``
+  (the calls answered by a Batch API batch).
 
 The modes (pointwise, pairwise with position swap, stepwise; panels of several judges) are one table,
 :data:`hfpref.stages.judge_modes.MODES`, whose module doc says how each scores. An answer that does
@@ -59,6 +60,7 @@ _RECORD = pa.struct(
         ("inconsistent_pairs", pa.int64()),
         ("agreement", pa.float64()),
         ("cost", pa.float64()),
+        ("batch_calls", pa.int64()),
     ]
 )
 
@@ -144,6 +146,7 @@ async def _judge(spec: JudgeSpec, batch: Mapping[str, Any], indices: Any = None)
         spec.max_cost,
         spec.budget_id,
         spec.on_budget == "null",
+        batch_api=cfg.batch_api,
     )
     # the batch's turn on the backlog first: bounded work in progress however many batches map starts
     async with client.open() as state, state.backlog.batch(len(prompts)) as admitted:
@@ -168,6 +171,7 @@ async def _judge(spec: JudgeSpec, batch: Mapping[str, Any], indices: Any = None)
                 "inconsistent_pairs": result.pop("inconsistent_pairs", 0),
                 "agreement": result.pop("agreement"),
                 "cost": row.cost if row.cost_known else None,
+                "batch_calls": row.batch_calls,
             }
             admitted.done()
             return result
@@ -211,6 +215,7 @@ class Judge(Stage):
         concurrency: int = 64,
         structured_output: bool = False,
         reasoning: bool = False,
+        batch_api: bool = False,
         base_url: str | None = None,
         api_key_env: str | None = None,
         timeout_s: float = 300.0,
@@ -236,6 +241,7 @@ class Judge(Stage):
                 concurrency=concurrency,
                 structured_output=structured_output,
                 reasoning=reasoning,
+                batch_api=batch_api,
             )
         if not config.models:  # a copy: the caller's config (e.g. a RunConfig's section) stays as given
             config = dataclasses.replace(config, models=default_models("HFPREF_JUDGE_MODEL"))

@@ -71,6 +71,7 @@ class Row:
         self.errors: list[str] = []  # requests that failed for good (no answer to parse)
         self.cost = 0.0
         self.cost_known = True
+        self.batch_calls = 0  # calls answered by a Batch API batch
 
     async def ask(self, model: str, content: str, parse: Any) -> tuple[Any, str | None]:
         """One judge call, retried once with a format reminder when the answer does not parse."""
@@ -93,6 +94,7 @@ class Row:
     async def _call(self, model: str, messages: list[dict[str, str]]) -> str | None:
         (record,) = await self.client.complete(self.state, model, messages, self.params, [0])
         self.calls += 1
+        self.batch_calls += record.get("batch_id") is not None
         if record["error"] is not None:
             self.errors.append(record["error"])
         if record["cost"] is None:

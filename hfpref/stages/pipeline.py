@@ -12,7 +12,7 @@ import sys
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from hfpref.config import RunConfig, parse_models
+from hfpref.config import GenerateConfig, JudgeConfig, RunConfig, parse_models
 from hfpref.errors import BudgetExhausted, ConfigError, HfprefError, InputError
 from hfpref.stages.base import budget_ledger, new_run_id, prompt_column, read_text_file, to_messages
 from hfpref.stages.batching import map_stage
@@ -31,7 +31,10 @@ def _replace(obj: Any, **changes: Any) -> Any:
 def _apply_client_flags(run: RunConfig, flags: dict[str, Any]) -> None:
     """The endpoint and budget flags that generate, judge and run share."""
     run.provider = _replace(
-        run.provider, base_url=flags.get("base_url"), api_key_env=flags.get("api_key_env")
+        run.provider,
+        base_url=flags.get("base_url"),
+        api_key_env=flags.get("api_key_env"),
+        batch_fallback=flags.get("batch_fallback"),
     )
     run.budget = _replace(run.budget, max_cost_usd=flags.get("max_cost"))
 
@@ -51,8 +54,15 @@ def apply_generate_flags(run: RunConfig, flags: dict[str, Any]) -> None:
         seed=flags.get("seed"),
         prompt_column=flags.get("prompt_column"),
         concurrency=flags.get("concurrency"),
+        batch_api=flags.get("batch_api"),
     )
     _apply_client_flags(run, flags)
+
+
+def in_flight(stage: GenerateConfig | JudgeConfig, run: RunConfig) -> int:
+    """Requests a stage may have waiting at once, which sizes the gate of its map: its concurrency; with
+    the Batch API, ``batch_in_flight`` (every request of the map joins a batch, none is held back)."""
+    return run.provider.batch_in_flight if stage.batch_api else stage.concurrency
 
 
 def _check_completions(completions: Any, where: str) -> None:
@@ -169,7 +179,7 @@ def generate_file(
     ds = load_rows(input_path)
     check_prompts(ds, run.generate.prompt_column, run.generate.system_prompt)
     out = map_stage(
-        ds, gen, run.generate.concurrency, MAP_BATCH_SIZE, num_proc=num_proc, desc="hfpref generate"
+        ds, gen, in_flight(run.generate, run), MAP_BATCH_SIZE, num_proc=num_proc, desc="hfpref generate"
     )
     total, failed = generation_report(_fields(out, "generation", "error"))
     refused = ledger.refused() if ledger else 0
@@ -207,6 +217,7 @@ def apply_judge_flags(run: RunConfig, flags: dict[str, Any]) -> None:
         aggregate=flags.get("aggregate"),
         concurrency=flags.get("concurrency"),
         reasoning=flags.get("judge_reasoning"),
+        batch_api=flags.get("batch_api"),
     )
     _apply_client_flags(run, flags)
 
@@ -232,7 +243,7 @@ def _map_generate(ds: Any, run: RunConfig, **options: Any) -> Any:
     )
     check_prompts(ds, run.generate.prompt_column, run.generate.system_prompt)
     return map_stage(
-        ds, gen, run.generate.concurrency, MAP_BATCH_SIZE, saved=False, desc="hfpref generate", **options
+        ds, gen, in_flight(run.generate, run), MAP_BATCH_SIZE, saved=False, desc="hfpref generate", **options
     )
 
 
@@ -243,7 +254,9 @@ def _map_judge(ds: Any, run: RunConfig, **options: Any) -> Any:
         config=run.judge, provider=run.provider, max_cost=run.budget.max_cost_usd, **options.pop("client", {})
     )
     check_prompts(ds, None, completions=True)
-    return map_stage(ds, judge, run.judge.concurrency, MAP_BATCH_SIZE // 4, desc="hfpref judge", **options)
+    return map_stage(
+        ds, judge, in_flight(run.judge, run), MAP_BATCH_SIZE // 4, desc="hfpref judge", **options
+    )
 
 
 def judge_file(
@@ -291,6 +304,7 @@ def run_pipeline(
     """generate → judge → curate into ``folder``; a rerun after a crash re-pays nothing."""
     from hfpref.repo.folder import check_folder
     from hfpref.repo.provenance import Provenance
+    from hfpref.stages.calibrate import stored_calibration
     from hfpref.stages.curate import curate
     from hfpref.stages.io import load_rows
 
@@ -319,7 +333,13 @@ def run_pipeline(
     # usage, judge statistics), as it does for a judged file curated on its own
     provenance = Provenance.of_run(run)
     result = curate(
-        judged, folder, run.curate, provenance=provenance, license=run.hub.license, repo_id=run.hub.repo_id
+        judged,
+        folder,
+        run.curate,
+        provenance=provenance,
+        license=run.hub.license,
+        repo_id=run.hub.repo_id,
+        calibration=stored_calibration(run.judge, cache_dir),  # hfpref judge --calibrate, when it was run
     )
     repo = run.hub.repo_id or "USER/NAME"
     print(

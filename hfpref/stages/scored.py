@@ -27,7 +27,15 @@ import pyarrow as pa
 from hfpref.config import PROMPT_COLUMNS
 from hfpref.errors import InputError
 from hfpref.repo.folder import prompt_key, split_hash
-from hfpref.repo.provenance import GenerationSection, InputStatistics, JudgeSection, Provenance, TokenUsage
+from hfpref.repo.measures import SCORE_BINS, score_bin
+from hfpref.repo.provenance import (
+    GenerationSection,
+    InputStatistics,
+    JudgeSection,
+    ModelEntry,
+    Provenance,
+    TokenUsage,
+)
 from hfpref.repo.schema import STEP_SEPARATOR, mean
 from hfpref.stages.io import ArrowPages, arrow_pages
 from hfpref.stages.verdicts import split_steps
@@ -47,6 +55,8 @@ JUDGE_FIELDS = frozenset(
         "cost",
     ]
 )
+# the counts behind the judge's rates, summed over its records: the intervals of the card's figures
+TOTALS = ("verdicts", "parse_failures", "pairs", "inconsistent_pairs")
 
 
 @dataclass(slots=True)
@@ -160,12 +170,13 @@ def _step_items(
 
 class Usage:
     """Tokens, cost (None = unknown), truncations and failures from the ``generation`` column, and how
-    many records (completions asked for) it holds."""
+    many records (completions asked for) it holds; tokens and cost also per model (``by_model``)."""
 
     def __init__(self) -> None:
         self.counts = dict.fromkeys(["prompt_tokens", "completion_tokens", "truncated", "failed"], 0)
         self.cost: float | None = 0.0
         self.records = 0
+        self.by_model: dict[str, dict[str, Any]] = {}
 
     def add(self, generation: Iterable[list[Any] | None]) -> None:
         """Add the ``generation`` records of some rows."""
@@ -176,10 +187,20 @@ class Usage:
             usage["completion_tokens"] += meta.get("completion_tokens") or 0
             usage["truncated"] += meta.get("finish_reason") == "length"
             usage["failed"] += bool(meta.get("error"))
-            if meta.get("cost") is None and not meta.get("error"):
+            unknown = meta.get("cost") is None and not meta.get("error")
+            if unknown:
                 self.cost = None  # one unknown price makes the total unknown, never a smaller number
             elif self.cost is not None:
                 self.cost += meta.get("cost") or 0.0
+            if meta.get("model"):
+                model = self.by_model.setdefault(
+                    meta["model"], {"prompt_tokens": 0, "completion_tokens": 0, "cost": 0.0}
+                )
+                model["prompt_tokens"] += meta.get("prompt_tokens") or 0
+                model["completion_tokens"] += meta.get("completion_tokens") or 0
+                model["cost"] = (
+                    None if unknown or model["cost"] is None else model["cost"] + (meta.get("cost") or 0.0)
+                )
 
     def result(self) -> TokenUsage:
         return TokenUsage(**self.counts, cost_usd=None if self.cost is None else round(self.cost, 6))
@@ -228,6 +249,7 @@ class ScoredInput:
         self.has_steps = "step_scores" in names
         self.usage = Usage() if "generation" in names else None
         self.model_counts: Counter[str] = Counter()
+        self.model_scores: dict[str, dict[str, Any]] = {}  # model → scored completions, score sum, histogram
         self.seed = seed
         self._ids = bytearray()  # each row's prompt as a 16-byte digest of its key
         self._ranks = array("Q")  # each row's prompt's split_hash
@@ -281,6 +303,7 @@ class ScoredInput:
                 else:
                     usable.append(Candidate(j, first + j, comp, score, row_models[j]))
             scored.append(usable)
+            self._add_model_scores(usable)
             unique = [c for c in usable if not (c.text in seen or seen.add(c.text))]  # type: ignore[func-returns-value]
             candidates.append(sorted(unique, key=lambda c: (-c.score, c.index)))
             if step_scores is not None:
@@ -302,6 +325,33 @@ class ScoredInput:
         )
         counts["tied_rows"] += sum(1 for row in candidates if len(row) >= 2 and row[0].score == row[-1].score)
         return Chunk(start, texts, candidates, scored, steps if step_scores is not None else None), flat
+
+    def _add_model_scores(self, usable: list[Candidate]) -> None:
+        for c in usable:
+            if c.model:
+                entry = self.model_scores.setdefault(
+                    c.model, {"scored": 0, "sum": 0.0, "histogram": [0] * SCORE_BINS}
+                )
+                entry["scored"] += 1
+                entry["sum"] += c.score
+                entry["histogram"][score_bin(c.score)] += 1
+
+    def _model_entry(self, model: str, completions: int) -> ModelEntry:
+        """What the columns tell of one generator model: its completions, the scores of its usable ones
+        (count, mean, histogram in ``SCORE_BINS`` bins) and, from the ``generation`` records, its tokens
+        and cost (None: unknown)."""
+        entry: ModelEntry = {"id": model, "completions": completions}
+        scores = self.model_scores.get(model)
+        if scores:
+            entry["scored"] = scores["scored"]
+            entry["mean_score"] = round(scores["sum"] / scores["scored"], 4)
+            entry["score_histogram"] = scores["histogram"]
+        usage = self.usage.by_model.get(model) if self.usage is not None else None
+        if usage is not None:
+            entry["prompt_tokens"] = usage["prompt_tokens"]
+            entry["completion_tokens"] = usage["completion_tokens"]
+            entry["cost_usd"] = None if usage["cost"] is None else round(usage["cost"], 6)
+        return entry
 
     def prompt_ids(self) -> tuple[np.ndarray, np.ndarray]:
         """(the :func:`~hfpref.repo.folder.split_hash` of each distinct prompt, in order of first appearance;
@@ -340,7 +390,7 @@ class ScoredInput:
         :func:`hfpref.stages.judge.judge_statistics`). A section the columns say nothing about is None."""
         generation: GenerationSection = {}
         if self.model_counts:
-            generation["models"] = [{"id": m, "completions": n} for m, n in sorted(self.model_counts.items())]
+            generation["models"] = [self._model_entry(m, n) for m, n in sorted(self.model_counts.items())]
             generation["n"] = self._counts["max_completions"]
         if self.usage is not None:
             generation["completions"] = self.usage.records
@@ -361,18 +411,33 @@ class ScoredInput:
             return None
         models: dict[str, None] = {}
         modes: dict[str, None] = {}
+        totals = dict.fromkeys(TOTALS, 0)
+        agreements = array("d")
 
         def records() -> Iterator[dict[str, Any]]:
             for record in self._values("judge"):
                 if record is not None:
                     models.update(dict.fromkeys(record["models"] or []))
                     modes.update(dict.fromkeys([record["mode"]] if record["mode"] else []))
+                    for name in TOTALS:
+                        totals[name] += record[name] or 0
+                    if record["agreement"] is not None:
+                        agreements.append(record["agreement"])
                     yield record
 
         statistics = judge_statistics(records(), (row or [] for row in self._values("scores")))
         if not modes:
             return None
-        return {"models": [{"id": m} for m in models], "mode": ", ".join(modes), "statistics": statistics}
+        if agreements:  # the spread of the rows' panel agreement, for its interval
+            average = math.fsum(agreements) / len(agreements)
+            spread = math.sqrt(math.fsum((a - average) ** 2 for a in agreements) / len(agreements))
+            totals |= {"agreement_rows": len(agreements), "agreement_std": round(spread, 6)}
+        return {
+            "models": [{"id": m} for m in models],
+            "mode": ", ".join(modes),
+            "statistics": statistics,
+            "totals": totals,
+        }
 
     def texts(self) -> pa.Array | pa.ChunkedArray:
         """The prompt of each row as plain text (after :meth:`read`)."""

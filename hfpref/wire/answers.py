@@ -150,8 +150,16 @@ def _failure(
     return None, False
 
 
-def records_of(data: Mapping[str, Any], model: str, n: int, cost: float | None, usage: Usage) -> Outcome:
-    """One record per choice (at most ``n``) with its share of tokens and ``cost``."""
+def records_of(
+    data: Mapping[str, Any],
+    model: str,
+    n: int,
+    cost: float | None,
+    usage: Usage,
+    batch_id: str | None = None,
+) -> Outcome:
+    """One record per choice (at most ``n``) with its share of tokens and ``cost``; ``batch_id``: the
+    batch the answer came in (None: online)."""
     choices = [c for c in data["choices"] if isinstance(c, Mapping)]
     choices.sort(key=lambda c: _count(c.get("index")) or 0)
     choices = choices[:n]
@@ -184,6 +192,7 @@ def records_of(data: Mapping[str, Any], model: str, n: int, cost: float | None, 
                 "refusal": refusal,
                 "cached": False,
                 "error": error,
+                "batch_id": batch_id,
             }
         )
     return Outcome(records, retry)
@@ -200,6 +209,7 @@ EMPTY_RECORD: dict[str, Any] = {
     "refusal": None,
     "cached": False,
     "error": None,
+    "batch_id": None,
 }
 """Every field of a record: what a record cached before a field existed reads as."""
 

@@ -13,6 +13,10 @@ Retryable errors (429, 5xx, timeouts, dropped connections, malformed bodies, emp
 retried by tenacity with jittered exponential backoff, or ``Retry-After`` plus up to 20% jitter when
 the provider sends one, for at most ``max_retries`` attempts and ``max_retry_time_s`` seconds; the
 rest fail fast, and the first 401/403/404 stops every other request of the client too.
+
+With ``batch_api`` the endpoint models go through :class:`~hfpref.wire.batch.BatchTransport`, and only
+what a batch changes differs: no concurrency, rpm or tpm limit (up to ``batch_in_flight`` requests wait in
+batches), retries without backoff or ``max_retry_time_s``, prices times ``batch_discount``, ``batch_id``.
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ from hfpref.errors import (
     RateLimitError,
 )
 from hfpref.wire import answers
+from hfpref.wire.batch import BatchAnswer, batch_transport
 from hfpref.wire.budget import Ledger
 from hfpref.wire.cache import RequestCache, request_key
 from hfpref.wire.local import LocalTransport
@@ -83,6 +88,7 @@ class ChatClient:
     as failed (null) with the reason, so that a caller can keep the finished rows (the CLI).
     ``transport``: what answers the endpoint models (default: :class:`~hfpref.wire.transport.HTTPTransport`);
     ``local:`` models are answered in-process (:class:`~hfpref.wire.local.LocalTransport`).
+    ``batch_api``: the endpoint models' requests go through the Batch API (see the module doc).
     """
 
     provider: ProviderConfig
@@ -97,6 +103,7 @@ class ChatClient:
     sleep: Sleep = asyncio.sleep
     jitter: Callable[[], float] = random.random
     backoff: wait_base = field(default_factory=lambda: wait_random_exponential(multiplier=0.5, max=60))
+    batch_api: bool = False
     _sessions: dict[asyncio.AbstractEventLoop, Session] = field(default_factory=dict)
     _fatal: ProviderError | None = None
     _no_n: set[str] = field(default_factory=set)  # models whose endpoint refuses `n` > 1
@@ -109,9 +116,10 @@ class ChatClient:
             spec.id: "local" if spec.is_local else self.provider.endpoint(spec) + "/chat/completions"
             for spec in self.models
         }
-        endpoint = self.transport or HTTPTransport(
-            self.provider, self.concurrency, clock=self.clock or time.monotonic
-        )
+        # requests that may wait at once: a batch holds many, and its API has no rate limit
+        self.in_flight = self.provider.batch_in_flight if self.batch_api else self.concurrency
+        self._discount = self.provider.batch_discount if self.batch_api else 1.0
+        endpoint = self.transport or self._endpoint_transport()
         local = LocalTransport()
         self._transport_of: dict[str, Transport] = {
             s.id: local if s.is_local else endpoint for s in self.models
@@ -128,6 +136,16 @@ class ChatClient:
                 raise ConfigError(f"model {spec.id}: environment variable {named} is not set")
             self._headers[spec.id] = {"Authorization": f"Bearer {key}"} if key else {}
 
+    def _endpoint_transport(self) -> Transport:
+        """HTTP to the endpoint, or its Batch API (with HTTP for the online fallback when asked)."""
+        http = HTTPTransport(self.provider, self.concurrency, clock=self.clock or time.monotonic)
+        if not self.batch_api:
+            return http
+        budget = self.budget is not None
+        return batch_transport(
+            self.provider, self.models, self.stats, self.cache.path, budget, http, self.sleep
+        )
+
     # -- per-loop resources -------------------------------------------------------------------
     @contextlib.asynccontextmanager
     async def open(self) -> AsyncIterator[Session]:
@@ -138,11 +156,16 @@ class ChatClient:
             limiter_args = {"clock": self.clock} if self.clock else {}
             limiters = {
                 s.id: ModelLimiter(
-                    self.concurrency, s.rpm, s.tpm, sleep=self.sleep, jitter=self.jitter, **limiter_args
+                    self.in_flight,
+                    None if self.batch_api else s.rpm,
+                    None if self.batch_api else s.tpm,
+                    sleep=self.sleep,
+                    jitter=self.jitter,
+                    **limiter_args,
                 )
                 for s in self.models
             }
-            session = self._sessions[loop] = Session(self.concurrency, limiters)
+            session = self._sessions[loop] = Session(self.in_flight, limiters)
         session.users += 1
         try:
             yield session
@@ -369,11 +392,12 @@ class ChatClient:
     ) -> answers.Outcome:
         """Retry with tenacity; attempt 1 replays ``first`` so backoff and Retry-After apply as usual."""
         replay: list[ProviderError] = [first]
+        stop = stop_after_attempt(self.provider.max_retries + 1)
         retrying = AsyncRetrying(
             retry=retry_if_exception(_is_retryable),
             wait=wait_retry_after(self.backoff, self.jitter),
-            stop=stop_after_attempt(self.provider.max_retries + 1)
-            | stop_after_delay(self.provider.max_retry_time_s),
+            # a batch can take a day: only the attempts bound its retries
+            stop=stop if self.batch_api else stop | stop_after_delay(self.provider.max_retry_time_s),
             sleep=self.sleep,
             reraise=True,
             before_sleep=self._count_retry,
@@ -404,8 +428,9 @@ class ChatClient:
             reserved = 0.0
             if ledger is not None:
                 bound = len(request.body) // PROMPT_BYTES_PER_TOKEN + max_tokens * n
+                priced = self._priced(spec, bound, max_tokens, n)
                 reserved = await ledger.reserve(
-                    spec.id, bound, n, self._priced(spec, bound, max_tokens, n), self.sleep
+                    spec.id, bound, n, None if priced is None else priced * self._discount, self.sleep
                 )
                 if self._unpriced is not None:  # learnt while this request waited for its reservation
                     ledger.release(reserved)
@@ -417,13 +442,15 @@ class ChatClient:
                 try:
                     data = await self._transport_of[spec.id].send(request)
                 except RateLimitError as exc:
-                    limiter.on_rate_limited(exc.retry_after)
+                    if not self.batch_api:  # a batch line's 429 says nothing of the collection's pace
+                        limiter.on_rate_limited(exc.retry_after)
                     raise
                 limiter.on_success()
+                batch_id = data.batch_id if isinstance(data, BatchAnswer) else None
                 usage = answers.usage_of(data)
                 cost = usage.cost
                 if cost is None:
-                    cost = self._cost(spec, usage)
+                    cost = self._cost(spec, usage, self._discount if batch_id else 1.0)
                 if ledger is not None:
                     if cost is None and reserved == 0.0:
                         self._unpriced = ConfigError(
@@ -438,9 +465,11 @@ class ChatClient:
                 session.sent()
         self.stats.answer(usage.prompt_tokens, usage.completion_tokens, cost)
         limiter.settle(tokens, usage.tokens or tokens)
-        outcome = answers.records_of(data, spec.id, n, cost, usage)
+        outcome = answers.records_of(data, spec.id, n, cost, usage, batch_id)
         if len(outcome.retry) == len(outcome.records):  # nothing usable: another attempt, after backoff
-            raise EmptyAnswerError(outcome.records[0]["error"], model=spec.id, records=outcome.records)
+            empty = EmptyAnswerError(outcome.records[0]["error"], model=spec.id, records=outcome.records)
+            empty.retry_after = 0.0 if batch_id else None  # a batch's: the next batch is the wait
+            raise empty
         return outcome
 
     @staticmethod
@@ -451,8 +480,10 @@ class ChatClient:
         return (prompt_tokens * spec.price_in + max_tokens * n * spec.price_out) / 1e6
 
     @staticmethod
-    def _cost(spec: ModelSpec, usage: answers.Usage) -> float | None:
-        """An answer's cost at the configured prices, when the provider reported none."""
+    def _cost(spec: ModelSpec, usage: answers.Usage, discount: float) -> float | None:
+        """An answer's cost at the configured prices (times ``discount``: a batch's), when the provider
+        reported none."""
         if None in (spec.price_in, spec.price_out, usage.prompt_tokens, usage.completion_tokens):
             return None
-        return (usage.prompt_tokens * spec.price_in + usage.completion_tokens * spec.price_out) / 1e6  # type: ignore[operator]
+        full = (usage.prompt_tokens * spec.price_in + usage.completion_tokens * spec.price_out) / 1e6  # type: ignore[operator]
+        return full * discount

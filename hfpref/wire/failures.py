@@ -6,7 +6,10 @@ As httpx maps its transport's exceptions and huggingface_hub's ``hf_raise_for_st
 * :func:`json_or_raise`: an answer (status, headers, body) becomes its JSON with choices, or the
   :class:`~hfpref.errors.ProviderError` it stands for (:func:`provider_error`), an ``{"error": ...}``
   body with status 200 included (OpenRouter sends those);
-* :func:`parse_retry_after`: how long a provider asked us to wait.
+* :func:`parse_retry_after`: how long a provider asked us to wait;
+* :func:`batch_line`: one result line of a batch (:mod:`hfpref.wire.batch`) as an answer or an error,
+  :func:`batch_failed`: a batch that failed as a whole, and :func:`batch_api_error`: what an error
+  answer of the Files or Batches endpoints means.
 
 What a 200 answer's choices hold is :mod:`hfpref.wire.answers`' business.
 """
@@ -26,6 +29,9 @@ import orjson
 from hfpref.errors import (
     AuthenticationError,
     BadRequestError,
+    BatchFailed,
+    BatchUnsupported,
+    HfprefError,
     MalformedResponseError,
     ModelNotFoundError,
     ProviderConnectionError,
@@ -154,3 +160,44 @@ def error_status_from_body(data: Mapping[str, Any]) -> int:
         if "not_found" in lowered or "model" in lowered:
             return 404
     return 502
+
+
+def batch_line(status: int, body: bytes, model: str) -> dict[str, Any]:
+    """One result line of a batch as an answer: the JSON of its response, or the error it stands for.
+
+    ``status`` 0: a line without a response, only an error object (``{"error": {code, message}}``, as an
+    expired or cancelled batch gives its unanswered lines), read by its code (unknown codes: 502, retried).
+    A failed line is tried again at once (``retry_after`` 0): the next batch is the wait, and a batch API
+    has no rate limit to back off from.
+    """
+    if status == 0:
+        data = parse_body(body, model)
+        status = error_status_from_body(data) if isinstance(data, dict) else 502
+    try:
+        return json_or_raise(status, {}, body, model)
+    except ProviderError as exc:
+        if exc.retryable:
+            exc.retry_after = 0.0
+        raise
+
+
+def batch_failed(batch: Mapping[str, Any]) -> BatchFailed:
+    """A batch whose ``status`` is ``failed``, with the first of its ``errors`` (the provider's reason)."""
+    errors = batch.get("errors")
+    data = errors.get("data") if isinstance(errors, Mapping) else None
+    first = data[0] if isinstance(data, list) and data and isinstance(data[0], Mapping) else {}
+    reason = f"{first.get('code') or 'failed'}: {first.get('message') or 'no reason given'}"
+    return BatchFailed(f"batch {batch.get('id')} failed: {reason}; rerun to submit its requests again")
+
+
+def batch_api_error(
+    status: int, headers: Mapping[str, str], body: bytes, base: str, what: str
+) -> HfprefError:
+    """An error answer of the Files or Batches endpoints to ``what`` (``POST /files``, ...). 404 or 405
+    to an upload or a batch creation: the endpoint has no batch API (llama.cpp, a plain vLLM server)."""
+    if status in (404, 405) and what.startswith("POST"):
+        return BatchUnsupported(
+            f"{base} has no Batch API ({what} answered HTTP {status}): drop --batch-api "
+            "(batch_api = true) for this endpoint"
+        )
+    return provider_error(status, headers, body, f"batch API {what}")

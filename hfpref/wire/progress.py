@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from tqdm.auto import tqdm
+
+from hfpref.wire.answers import number
+
+BATCH_ENDED = ("expired", "cancelled", "failed")
 
 
 @dataclass
@@ -26,8 +31,11 @@ class Stats:
     cost_usd: float = 0.0
     unknown_cost: int = 0
     started: float = field(default_factory=time.monotonic)
+    # batch id -> (status, requests done, requests in it), as last seen (Batch API)
+    batches: dict[str, tuple[str, int, int]] = field(default_factory=dict)
     _bar: Any = None
     _postfix_at: float = 0.0
+    _batch_line: str = ""
 
     def answer(self, prompt_tokens: int | None, completion_tokens: int | None, cost: float | None) -> None:
         """Count one answer that came back from an endpoint (paid, whether or not it is usable)."""
@@ -46,6 +54,30 @@ class Stats:
         if record.get("error"):
             self.failed += 1
         self._tick()
+
+    def batch(self, batch: Mapping[str, Any]) -> None:
+        """A batch as last seen (submitted, polled, ended): one progress line whenever the totals change."""
+        counts = batch.get("request_counts")
+        counts = counts if isinstance(counts, Mapping) else {}
+        done = int((number(counts.get("completed")) or 0) + (number(counts.get("failed")) or 0))
+        self.batches[str(batch["id"])] = (str(batch["status"]), done, int(number(counts.get("total")) or 0))
+        line = f"hfpref {self.label}: {self.batch_text()}"
+        if line != self._batch_line:
+            self._batch_line = line
+            tqdm.write(line, file=sys.stderr)
+
+    def batch_text(self) -> str:
+        """The batches of this stage: how many and where they stand, requests done, cost so far."""
+        states = [status for status, _, _ in self.batches.values()]
+        done = sum(d for _, d, _ in self.batches.values())
+        total = sum(t for _, _, t in self.batches.values())
+        ended = sum(s in BATCH_ENDED for s in states)
+        waiting = len(states) - states.count("completed") - ended
+        return (
+            f"batches: {len(states)} submitted, {waiting} in progress, {states.count('completed')} completed"
+            + (f", {ended} expired/cancelled/failed" if ended else "")
+            + f"; {done:,}/{total:,} requests done; cost so far {self.cost_text()}"
+        )
 
     def _tick(self) -> None:
         if self._bar is None:
@@ -74,6 +106,11 @@ class Stats:
             f"hfpref {self.label}: {self.completions:,} completions ({self.cached:,} cached, {self.failed:,} failed), "
             f"{self.requests:,} requests sent, {self.retries:,} retries, "
             f"{self.prompt_tokens:,}+{self.completion_tokens:,} tokens, cost {self.cost_text()}, {elapsed:.1f} s"
+            + (
+                f", {len(self.batches):,} batch{'es' if len(self.batches) > 1 else ''}"
+                if self.batches
+                else ""
+            )
         )
 
     def close(self) -> None:
