@@ -10,6 +10,7 @@ transformers), and each name below loads its part on first use. The parts are su
 from __future__ import annotations
 
 import importlib
+from importlib.metadata import version
 from typing import TYPE_CHECKING, Any
 
 from hfpref.errors import BudgetExhausted, HfprefError
@@ -21,7 +22,7 @@ if TYPE_CHECKING:
     from hfpref.stages.judge import Judge, judge
     from hfpref.training.train import train
 
-__version__ = "0.1.0"
+__version__ = version("hfpref")
 
 __all__ = [
     "BudgetExhausted",

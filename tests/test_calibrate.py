@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import random
+from collections import Counter
+from collections.abc import Hashable
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +20,7 @@ import pytest
 from hfpref.config import JudgeConfig
 from hfpref.errors import ConfigError, InputError
 from hfpref.repo.folder import write_folder
-from hfpref.repo.measures import cohen_kappa, fleiss_kappa, kappa, proportion
+from hfpref.repo.measures import kappa, kappa_of_counts, pair_counts, proportion, table_kappa
 from hfpref.stages.calibrate import calibration_path, judge_key, load_labelled, stored_calibration
 from hfpref.stages.curate import curate
 from tests.fake_openai import Behaviour, FakeOpenAI, fake_openai, ok
@@ -83,11 +86,14 @@ def test_calibration_of_a_pairwise_panel_on_the_shipped_labelled_set(fake_openai
         ("j/1", 24, 18),
         ("j/2", 36, 12),  # pairs 0-11: inconsistent, a tie
     ]
-    # verdicts: j/1 rejected on 0-5, chosen after; j/2 tie on 0-11, chosen after
-    labels_1 = ["rejected"] * 6 + ["chosen"] * 18
-    labels_2 = ["tie"] * 12 + ["chosen"] * 12
-    assert stored["kappa"] == {"kind": "Cohen's kappa", "value": cohen_kappa(labels_1, labels_2), "items": 24}
-    assert stored["kappa"]["value"] == pytest.approx((0.5 - 0.375) / 0.625, abs=1e-4)
+    # verdicts: j/1 rejected on 0-5, chosen after; j/2 tie on 0-11, chosen after: they agree on 12 of
+    # 24, and by chance on (18/24)(12/24) = 0.375
+    expected = (0.5 - 0.375) / 0.625
+    assert stored["kappa"] == {
+        "kind": "Cohen's kappa",
+        "value": pytest.approx(expected, abs=1e-4),
+        "items": 24,
+    }
     bins = {b["bin"]: (b["count"], b["mean_score"], b["observed"]) for b in stored["reliability"]["bins"]}
     assert bins == {
         "0.0-0.1": (12, 0.0, 0.0),
@@ -201,10 +207,35 @@ def test_kappa_and_intervals() -> None:
     assert proportion(0, 0) is None
     assert proportion(5, 10) == {"hits": 5, "total": 10, "rate": 0.5, "low": 0.2366, "high": 0.7634}
     assert proportion(0, 10) == {"hits": 0, "total": 10, "rate": 0.0, "low": 0.0, "high": 0.2775}
-    assert cohen_kappa(["a", "b", "a", "b"], ["a", "b", "a", "b"]) == 1.0
-    assert cohen_kappa(["a", "a"], ["a", "a"]) is None  # chance agreement is total
+    assert kappa([["a", "a"], ["b", "b"], ["a", "a"], ["b", "b"]]) == {
+        "kind": "Cohen's kappa",
+        "value": 1.0,
+        "items": 4,
+    }
+    assert kappa([["a", "a"], ["a", "a"]]) == {
+        "kind": "Cohen's kappa",
+        "value": None,
+        "items": 2,
+    }  # chance: total
     # Fleiss' 1971 style check: 3 raters, perfect agreement on mixed items is 1, a rater set at odds less
-    assert fleiss_kappa([["x", "x", "x"], ["y", "y", "y"]]) == 1.0
-    assert fleiss_kappa([["x", "x", "y"], ["y", "y", "x"]]) == pytest.approx(-1 / 3, abs=1e-4)
+    assert kappa([["x", "x", "x"], ["y", "y", "y"]]) == {"kind": "Fleiss' kappa", "value": 1.0, "items": 2}
+    assert kappa([["x", "x", "y"], ["y", "y", "x"]])["value"] == pytest.approx(-1 / 3, abs=1e-4)  # type: ignore[index]
     assert kappa([["x"], ["y"]]) is None  # one rater: no panel
-    assert kappa([["x", "y", "x"]])["kind"] == "Fleiss' kappa"  # type: ignore[index]
+    # Fleiss by hand, 4 items x 3 raters: P_i = 1, 1/3, 1/3, 1 (mean 2/3); shares x 5/12, y 3/12, z 4/12
+    items = [["x", "x", "x"], ["x", "x", "y"], ["y", "y", "z"], ["z", "z", "z"]]
+    chance = (25 + 9 + 16) / 144
+    assert kappa(items)["value"] == pytest.approx((2 / 3 - chance) / (1 - chance), abs=1e-4)  # type: ignore[index]
+
+
+def test_kappa_from_counts_summed_over_parts_is_the_kappa_of_the_whole() -> None:
+    """A judged dataset keeps pair counts per row; their sum gives the same kappa as all labels at once."""
+    rng = random.Random(3)
+    for raters in (2, 3, 4):
+        items = [[rng.choice("abc") for _ in range(raters)] for _ in range(50)]
+        summed: Counter[tuple[Hashable, Hashable]] = Counter()
+        for start in range(0, 50, 7):
+            summed += pair_counts(items[start : start + 7])
+        assert kappa_of_counts(summed, raters) == kappa(items)
+        layout = "abc"
+        table = [summed[(layout[k // 3], layout[k % 3])] for k in range(9)]
+        assert table_kappa(table, raters) == kappa(items)

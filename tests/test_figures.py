@@ -26,7 +26,10 @@ from hfpref.repo.figures import draw
 from hfpref.repo.measures import proportion
 from hfpref.repo.provenance import read_provenance
 from hfpref.stages.curate import curate
-from tests.test_cli_stages import hfpref
+from tests.fake_openai import Behaviour, FakeOpenAI, fake_openai, ok
+from tests.test_cli_stages import hfpref, judge, judge_input, read_jsonl, tag
+
+__all__ = ["fake_openai"]  # the fixture
 
 GOLDEN = Path(__file__).parent / "golden" / "win_matrix.png"
 MODELS = {"m/strong": 0.75, "m/middle": 0.5, "m/weak": 0.25}
@@ -125,10 +128,10 @@ def test_the_card_links_each_figure_with_the_numbers_of_the_data(tmp_path: Path)
     assert line in card
     agreement = statistics.fmean(r["judge"]["agreement"] for r in rows)
     assert f"- Agreement between panel judges (1 - mean score gap): {agreement:.3f} (95% CI " in card
-    assert (
-        "- First-position win rate: not measured." in card
-        and "- Kappa between the panel's judges: not measured." in card
-    )
+    # these records, as an older hfpref wrote them, keep no first-position wins nor panel counts: the card says so
+    assert "- First-position win rate: not measured: the judge records, written by an older hfpref," in card
+    assert "- Kappa between the panel's judges: not measured: the judge records keep no counts" in card
+    assert "(0.5 = no position bias): " not in card
 
     # hfpref report prints the same lines, and rewrites nothing but what it already was
     before = {p: p.read_bytes() for p in folder.rglob("*") if p.is_file()}
@@ -225,3 +228,83 @@ def test_every_figure_draws_from_statistics_as_curate_and_calibration_store_them
     assert name in stats
     draw(name, stats[name], tmp_path / "figure.png")
     assert png_size(tmp_path / "figure.png")[0] == 800
+
+
+def panel_run(fake: FakeOpenAI, tmp_path: Path, completions: list[list[str]]) -> tuple[str, list[str]]:
+    """Judge rows of ``completions`` with the pairwise panel j/1, j/2 (both orders) against the fake
+    server, curate them, and give the card and the lines ``hfpref report`` prints."""
+    source = judge_input(tmp_path / "in.jsonl", completions)  # type: ignore[arg-type]
+    panel = ("--judge-model", "j/2", "--mode", "pairwise")
+    judged = judge(fake, source, tmp_path / "judged.jsonl", *panel)
+    assert judged.exit_code == 0, judged.stderr
+    folder = tmp_path / "prefs"
+    curate(read_jsonl(tmp_path / "judged.jsonl"), folder, formats="dpo", test_size=0)
+    report = hfpref("report", folder)
+    assert report.exit_code == 0, report.stderr
+    return (folder / "README.md").read_text(), [line.strip() for line in report.stdout.splitlines()]
+
+
+def test_a_panel_biased_to_the_first_position_shows_it_in_the_card_from_its_own_records(
+    fake_openai: FakeOpenAI, tmp_path: Path
+) -> None:
+    """Both judges say A (the completion shown first) 80% of the time, whatever the completions."""
+    said: dict[tuple[str, str], str] = {}
+
+    def biased(body: dict[str, Any]) -> Behaviour:
+        key = (body["model"], body["messages"][0]["content"])
+        said.setdefault(key, "A" if random.Random(repr(key)).random() < 0.8 else "B")
+        return ok(f"Final verdict: [[{said[key]}]]")
+
+    fake_openai.responder = biased
+    card, printed = panel_run(
+        fake_openai, tmp_path, [[f"answer {i}.{k}" for k in range(3)] for i in range(30)]
+    )
+    # 30 rows x 3 pairs x 2 orders x 2 judges, every verdict decisive
+    assert len(said) == 360
+    hits = sum(verdict == "A" for verdict in said.values())
+    first = proportion(hits, 360)
+    assert first is not None and first["low"] < 0.8 < first["high"] and first["low"] > 0.5  # bias shown
+    line = (
+        f"First-position win rate (0.5 = no position bias): {first['rate']:.3f} "
+        f"(95% CI {first['low']:.3f}-{first['high']:.3f}, {hits} of 360)"
+    )
+    assert f"- {line}\n" in card and line in printed
+    assert "First-position win rate: not measured" not in card
+
+
+def test_the_kappa_of_a_panel_from_its_own_records_is_the_one_computed_by_hand(
+    fake_openai: FakeOpenAI, tmp_path: Path
+) -> None:
+    """j/1 always prefers the good completion; j/2 prefers the bad one on rows 0-1, calls row 7 a tie
+    and prefers the good one elsewhere, in both orders (no position bias)."""
+
+    def verdict(body: dict[str, Any]) -> Behaviour:
+        content = body["messages"][0]["content"]
+        a = tag(content, "completion_a")
+        row = int(a.split()[1])
+        if body["model"] == "j/2" and row == 7:
+            return ok("Final verdict: [[C]]")
+        wants_good = body["model"] == "j/1" or row >= 2
+        return ok(f"Final verdict: [[{'A' if a.startswith('good') == wants_good else 'B'}]]")
+
+    fake_openai.responder = verdict
+    rows = [[f"good {i}", f"bad {i}"] if i < 4 else [f"bad {i}", f"good {i}"] for i in range(8)]
+    card, printed = panel_run(fake_openai, tmp_path, rows)
+    records = [r["judge"] for r in read_jsonl(tmp_path / "judged.jsonl")]
+    # per row, the (j/1, j/2) outcome counts over (first wins, tie, second wins)²: row 0 (first, second),
+    # row 7 (second, tie) with j/2's two ties not decisive
+    assert records[0]["panel_table"] == [0, 0, 1, 0, 0, 0, 0, 0, 0]
+    assert records[7]["panel_table"] == [0, 0, 0, 0, 0, 0, 0, 1, 0]
+    assert [(r["first_position_wins"], r["decisive_verdicts"]) for r in records] == [(2, 4)] * 7 + [(1, 2)]
+    # each judge's outcome of each row's pair (the first completion wins, tie, the second wins):
+    # j/1: first on rows 0-3, second on 4-7; j/2: second on 0-1, first on 2-3, second on 4-6, tie on 7.
+    # They agree on 5 of 8; by chance on (4/8)(2/8) + (4/8)(5/8) = 28/64
+    expected = (5 / 8 - 28 / 64) / (1 - 28 / 64)
+    assert expected == pytest.approx(1 / 3)
+    line = f"Cohen's kappa between the panel's judges: {expected:.3f} (8 pairs)"
+    assert f"- {line}\n" in card and line in printed
+    # every consistent verdict pair gives the first position one win of two; row 7's ties are not decisive
+    first = proportion(15, 30)
+    assert first is not None
+    line = f"First-position win rate (0.5 = no position bias): 0.500 (95% CI {first['low']:.3f}-{first['high']:.3f}, 15 of 30)"
+    assert f"- {line}\n" in card and line in printed

@@ -205,6 +205,9 @@ def test_a_run_with_a_calibrated_pairwise_panel_pushes_its_figures_and_reports_t
     )
     assert "- Calibration: Cohen's kappa between the panel's judges: 0.200 (24 pairs)" in card
     assert "- Inconsistent verdicts under swapped order: " in card
+    # and this dataset's own judge records, beside the calibration
+    assert "- First-position win rate (0.5 = no position bias): " in card
+    assert "- Cohen's kappa between the panel's judges: " in card
 
     assert hfpref_cli(hub, "push", str(folder), "user/figures").returncode == 0
     files = hub.repos[("datasets", "user/figures")].resolve("main").files  # type: ignore[union-attr]

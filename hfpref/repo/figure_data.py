@@ -18,7 +18,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from hfpref.repo.measures import mean_interval, proportion
+from hfpref.repo.measures import mean_interval, proportion, table_kappa
 from hfpref.repo.provenance import Provenance
 
 IMAGES = "images"
@@ -188,8 +188,9 @@ def _rate(name: str, label: str, measured: dict[str, Any] | None) -> list[dict[s
 
 def _judge(prov: Provenance, pairs: _Pairs) -> dict[str, Any] | None:
     """The judge's reliability: from the dataset's judge records (inconsistent verdicts under swapped
-    order, unparsed answers, panel agreement) and, after a calibration, against human labels (agreement,
-    first-position win rate, kappa between the panel's judges); ``unmeasured``: what neither tells."""
+    order, unparsed answers, first-position win rate, panel agreement and kappa) and, after a
+    calibration, against human labels (agreement, first-position win rate, kappa between the panel's
+    judges); ``unmeasured``: what neither tells, and why."""
     judge = prov.judge or {}
     stats, totals = judge.get("statistics") or {}, judge.get("totals") or {}
     calibration = prov.calibration or {}
@@ -201,11 +202,16 @@ def _judge(prov: Provenance, pairs: _Pairs) -> dict[str, Any] | None:
     if totals.get("verdicts"):
         measured = proportion(totals["parse_failures"], totals["verdicts"])
         items += _rate("unparsed", "Judge answers that could not be read", measured)
+    first = proportion(totals.get("first_position_wins", 0), totals.get("decisive_verdicts", 0))
+    items += _rate("position", "First-position win rate (0.5 = no position bias)", first)
     if panel and stats.get("agreement") is not None:
         rows = totals.get("agreement_rows", 0)
         low, high = mean_interval(rows, stats["agreement"], totals.get("agreement_std", 0.0))
         agreement = {"rate": round(stats["agreement"], 4), "low": low, "high": high, "total": rows}
         items += _rate("agreement", "Agreement between panel judges (1 - mean score gap)", agreement)
+    ours = table_kappa(totals["panel_table"], totals["panel_judges"]) if "panel_table" in totals else None
+    if ours and ours["value"] is not None:
+        items += _rate("panel_kappa", f"{ours['kind']} between the panel's judges", _kappa_rate(ours))
     items += _rate(
         "human_agreement", "Calibration: agreement with human preferences", calibration.get("human_agreement")
     )
@@ -216,22 +222,43 @@ def _judge(prov: Provenance, pairs: _Pairs) -> dict[str, Any] | None:
     )
     kappa = calibration.get("kappa") or {}
     if kappa.get("value") is not None:
-        measured = {"rate": kappa["value"], "total": kappa["items"]}
-        items += _rate("kappa", f"Calibration: {kappa['kind']} between the panel's judges", measured)
+        items += _rate(
+            "kappa", f"Calibration: {kappa['kind']} between the panel's judges", _kappa_rate(kappa)
+        )
     if not items:
         return None
     unmeasured = []
-    if "pairwise" in judge.get("mode", "") and not calibration.get("first_position"):
-        unmeasured.append(
-            "First-position win rate: not measured. The judge's records keep how many pairs got "
-            "inconsistent verdicts, not which position won; `hfpref judge --calibrate` measures it."
+    if "pairwise" in judge.get("mode", "") and not first and not calibration.get("first_position"):
+        why = (
+            "no verdict of the judge records named a winner"
+            if "decisive_verdicts" in totals
+            else "the judge records, written by an older hfpref, keep how many pairs got inconsistent "
+            "verdicts, not which position won"
         )
-    if panel and not kappa:
         unmeasured.append(
-            "Kappa between the panel's judges: not measured. The records keep the panel's agreement, not "
-            "each judge's verdict; `hfpref judge --calibrate` measures it."
+            f"First-position win rate: not measured: {why}; `hfpref judge --calibrate` measures it."
         )
+    if panel and not (ours and ours["value"] is not None) and not kappa:
+        unmeasured.append(f"Kappa between the panel's judges: not measured: {_no_kappa(judge, ours)}.")
     return {"items": items, "unmeasured": unmeasured}
+
+
+def _no_kappa(judge: Mapping[str, Any], ours: Mapping[str, Any] | None) -> str:
+    """Why the judge records of a panel give no kappa."""
+    if ours:
+        return "every judge gave every pair one and the same outcome, so chance agreement is total"
+    if "panel_table" in (judge.get("totals") or {}):
+        return "no pair was decided by every judge of the panel"
+    if "pairwise" in judge.get("mode", ""):
+        why = "the judge records keep no counts of each judge's verdicts for one panel (written by an "
+        why += "older hfpref, or by panels of different sizes)"
+    else:
+        why = "the judge records keep the panel's agreement, not each judge's verdict"
+    return why + "; `hfpref judge --calibrate` measures it"
+
+
+def _kappa_rate(kappa: Mapping[str, Any]) -> dict[str, Any]:
+    return {"rate": kappa["value"], "total": kappa["items"]}
 
 
 def _calibration(prov: Provenance, pairs: _Pairs) -> dict[str, Any] | None:

@@ -116,7 +116,7 @@ def _judge(stats: Mapping[str, Any]) -> Figure:
                 capsize=4,
                 linewidth=1.2,
             )
-        if item["name"] == "first_position":
+        if item["name"] in ("position", "first_position"):  # the records' and the calibration's
             ax.plot([0.5, 0.5], [y - 0.4, y + 0.4], color="black", linestyle=":", linewidth=1.5)
         right = item.get("high") if item.get("high") is not None else max(item["rate"], 0.0)
         ax.text(right + 0.02, y, f"{item['rate']:.3f}", va="center")

@@ -15,6 +15,7 @@ import math
 import os
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from importlib.metadata import version
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypedDict, Unpack
 
@@ -22,7 +23,6 @@ import numpy as np
 import orjson
 import pyarrow as pa
 
-from hfpref import __version__
 from hfpref.errors import ConfigError, InputError
 from hfpref.repo.card import check_license, render_card
 from hfpref.repo.figure_data import figure_statistics
@@ -118,7 +118,7 @@ def _prepare(folder: Path, names: set[str]) -> None:
         _clear_old_shards(folder, names | set(old.configs))
     else:
         configs = {name: ConfigEntry() for name in names}
-        write_provenance(folder, Provenance(hfpref_version=__version__, configs=configs))
+        write_provenance(folder, Provenance(hfpref_version=version("hfpref"), configs=configs))
 
 
 def _slice_rows(ds: Dataset, limit: int) -> int:

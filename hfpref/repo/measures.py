@@ -9,8 +9,9 @@ computed with the same code, so the card, the terminal and the figures cannot di
 from __future__ import annotations
 
 import collections
+import itertools
 import math
-from collections.abc import Hashable, Sequence
+from collections.abc import Hashable, Iterable, Mapping, Sequence
 from typing import Any
 
 Z95 = 1.959963984540054  # the two-sided 95% quantile of the normal distribution
@@ -35,44 +36,53 @@ def proportion(hits: int, total: int) -> dict[str, Any] | None:
     }
 
 
-def cohen_kappa(first: Sequence[Hashable], second: Sequence[Hashable]) -> float | None:
-    """Cohen's kappa of two raters' labels of the same items (None without items, or when chance
-    agreement is total: both raters gave one and the same label to everything)."""
-    n = len(first)
-    if n == 0 or n != len(second):
-        return None
-    observed = sum(a == b for a, b in zip(first, second, strict=True)) / n
-    counts_a, counts_b = collections.Counter(first), collections.Counter(second)
-    expected = sum(counts_a[label] * counts_b[label] for label in counts_a) / n**2
-    return None if expected == 1 else round((observed - expected) / (1 - expected), 4)
+def pair_counts(labels: Iterable[Sequence[Hashable]]) -> collections.Counter[tuple[Hashable, Hashable]]:
+    """For each item's labels (one per rater, in a fixed order of raters) and each two raters j < k:
+    how often rater j said one label and rater k another. Summed over items (or over parts of the
+    items, as the rows of a judged dataset keep them), the counts give :func:`kappa_of_counts` exactly."""
+    counts: collections.Counter[tuple[Hashable, Hashable]] = collections.Counter()
+    for item in labels:
+        counts.update(itertools.combinations(item, 2))
+    return counts
 
 
-def fleiss_kappa(ratings: Sequence[Sequence[Hashable]]) -> float | None:
-    """Fleiss' kappa of items each labelled by the same number (at least two) of raters; None without
-    items or when chance agreement is total."""
-    if not ratings or len(ratings[0]) < 2 or any(len(item) != len(ratings[0]) for item in ratings):
+def kappa_of_counts(counts: Mapping[tuple[Hashable, Hashable], int], raters: int) -> dict[str, Any] | None:
+    """The agreement of a panel of ``raters`` beyond chance, from :func:`pair_counts` of items every
+    rater labelled: Cohen's kappa for two raters (``counts`` is their contingency table), Fleiss' for
+    more (observed agreement: the share of rater pairs that agree; chance: from each label's share of
+    all labels). ``value`` is None when chance agreement is total (one label for everything); the
+    result is None for fewer than two raters or no items."""
+    total = sum(counts.values())
+    if raters < 2 or not total:
         return None
-    raters, items = len(ratings[0]), len(ratings)
-    totals: collections.Counter[Hashable] = collections.Counter()
-    agreement = 0.0
-    for item in ratings:
-        counts = collections.Counter(item)
-        totals.update(counts)
-        agreement += (sum(c * c for c in counts.values()) - raters) / (raters * (raters - 1))
-    observed = agreement / items
-    expected = sum((c / (items * raters)) ** 2 for c in totals.values())
-    return None if expected == 1 else round((observed - expected) / (1 - expected), 4)
+    observed = sum(n for (a, b), n in counts.items() if a == b) / total
+    first: collections.Counter[Hashable] = collections.Counter()
+    second: collections.Counter[Hashable] = collections.Counter()
+    for (a, b), n in counts.items():
+        first[a] += n
+        second[b] += n
+    if raters == 2:
+        kind, expected = "Cohen's kappa", sum(first[c] * second[c] for c in first) / total**2
+    else:  # each label's share of all labels: every item's labels counted raters - 1 times on each side
+        shares = first + second
+        kind, expected = "Fleiss' kappa", sum((n / (2 * total)) ** 2 for n in shares.values())
+    value = None if expected == 1 else round((observed - expected) / (1 - expected), 4)
+    return {"kind": kind, "value": value, "items": total // (raters * (raters - 1) // 2)}
+
+
+def table_kappa(table: Sequence[int], raters: int) -> dict[str, Any] | None:
+    """:func:`kappa_of_counts` of :func:`pair_counts` kept as a flat square table: the count of
+    (label a, label b) at ``a * size + b``, for labels numbered 0 .. size - 1."""
+    size = math.isqrt(len(table))
+    return kappa_of_counts({divmod(k, size): n for k, n in enumerate(table)}, raters)
 
 
 def kappa(labels: Sequence[Sequence[Hashable]]) -> dict[str, Any] | None:
     """The agreement of a panel beyond chance, from each item's labels (one per rater, every rater
     labelling every item): Cohen's kappa for two raters, Fleiss' for more; None for one rater."""
-    if not labels or len(labels[0]) < 2:
+    if not labels:
         return None
-    if len(labels[0]) == 2:
-        value = cohen_kappa([item[0] for item in labels], [item[1] for item in labels])
-        return {"kind": "Cohen's kappa", "value": value, "items": len(labels)}
-    return {"kind": "Fleiss' kappa", "value": fleiss_kappa(labels), "items": len(labels)}
+    return kappa_of_counts(pair_counts(labels), len(labels[0]))
 
 
 def score_bin(score: float) -> int:

@@ -25,12 +25,12 @@ import dataclasses
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from importlib.metadata import version
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Required, TypedDict, TypeVar
 
 import orjson
 
-from hfpref import __version__
 from hfpref.errors import ConfigError, InputError, redact
 
 if TYPE_CHECKING:
@@ -75,8 +75,9 @@ class GenerationSection(TypedDict, total=False):
 class JudgeSection(TypedDict, total=False):
     """How the completions were judged; ``statistics`` as :func:`hfpref.stages.judge.judge_statistics`
     gives them, ``totals`` the counts behind its rates (verdicts, parse failures, pairs, inconsistent
-    pairs; panels: the rows with an agreement and its spread). ``inferred``: read from the data's
-    ``judge`` column only."""
+    pairs; pairwise: first-position wins and decisive verdicts; panels: the rows with an agreement and
+    its spread and, pairwise, ``panel_judges`` and the summed ``panel_table``). ``inferred``: read from
+    the data's ``judge`` column only."""
 
     models: list[ModelEntry]
     mode: str
@@ -326,7 +327,7 @@ class Provenance:
         described = self.configs
         written = dataclasses.replace(
             self,
-            hfpref_version=__version__,
+            hfpref_version=version("hfpref"),
             configs={
                 name: dataclasses.replace(
                     described.get(name, ConfigEntry()),

@@ -9,7 +9,10 @@
 * ``judge``: per row, what the statistics are computed from: ``calls`` (requests), ``verdicts``
   (verdicts asked for), ``parse_failures`` (verdicts still unparsed after the reminder),
   ``pairs`` and ``inconsistent_pairs`` (pairwise), ``agreement`` (panels), ``cost``, ``batch_calls``
-  (the calls answered by a Batch API batch).
+  (the calls answered by a Batch API batch); pairwise only (else null), ``first_position_wins`` and
+  ``decisive_verdicts`` (verdicts naming the completion shown first, and naming either, over every
+  order and judge) and, for a panel, ``panel_table`` (each two judges' outcomes of the pairs all of
+  them decided, 9 counts over :data:`~hfpref.stages.judge_modes.PANEL_OUTCOMES`; see the modes' doc).
 
 The modes (pointwise, pairwise with position swap, stepwise; panels of several judges) are one table,
 :data:`hfpref.stages.judge_modes.MODES`, whose module doc says how each scores. An answer that does
@@ -61,6 +64,9 @@ _RECORD = pa.struct(
         ("agreement", pa.float64()),
         ("cost", pa.float64()),
         ("batch_calls", pa.int64()),
+        ("first_position_wins", pa.int64()),
+        ("decisive_verdicts", pa.int64()),
+        ("panel_table", pa.list_(pa.int64())),
     ]
 )
 
@@ -172,6 +178,9 @@ async def _judge(spec: JudgeSpec, batch: Mapping[str, Any], indices: Any = None)
                 "agreement": result.pop("agreement"),
                 "cost": row.cost if row.cost_known else None,
                 "batch_calls": row.batch_calls,
+                "first_position_wins": result.pop("first_position_wins", None),
+                "decisive_verdicts": result.pop("decisive_verdicts", None),
+                "panel_table": result.pop("panel_table", None),
             }
             admitted.done()
             return result

@@ -9,7 +9,10 @@ scored, and the completion's score is the **minimum** of its step scores (one wr
 wrong solution). *panels*: with several judge models, scores are aggregated by ``mean`` or
 ``majority`` (the most common rubric score; ties go to the lower score), and ``agreement`` is
 1 - mean absolute difference between two judges' normalised scores (pairwise: the share of pairs
-where the judges' outcomes coincide).
+where the judges' outcomes coincide). Pairwise, a row also counts its verdicts that named the completion
+shown first (``first_position_wins``) among those that named either (``decisive_verdicts``), and a panel
+keeps how often each two judges gave each two outcomes to a pair (``panel_table``): summed over rows,
+these give the first-position win rate and the panel's kappa of the whole dataset.
 
 An answer that does not parse is asked again once, with a format reminder, before giving up.
 The verdict read is the judge's own (:mod:`hfpref.stages.verdicts`): the last one in the form its prompt
@@ -43,9 +46,14 @@ import pyarrow as pa
 
 from hfpref.config import JudgeConfig
 from hfpref.errors import ConfigError
+from hfpref.repo import measures
 from hfpref.stages import verdicts
 from hfpref.stages.judge_prompts import check_fields, read_builtin, render_judge_prompt
 from hfpref.wire.tasks import gather_all
+
+#: A pairwise judge's outcome of a pair, in the order of ``panel_table``: the first completion of the
+#: pair wins, a tie (or verdicts that disagree under swapped order), the second wins.
+PANEL_OUTCOMES = (1.0, 0.5, 0.0)
 
 
 class Row:
@@ -279,13 +287,29 @@ async def _pairwise(
         games[j] += 1
     scores = [wins[i] / games[i] if games[i] else None for i in range(len(completions))]
     per_judge = [[outcome[(m, i, j)] for i, j in pairs] for m in models]
+    verdicts_given = [verdict for verdict, _ in results]
     return {
         "scores": scores,
         "judgments": texts,
         "pairs": len(pairs) * len(models),
         "inconsistent_pairs": inconsistent,
         "agreement": _agreement(per_judge),
+        "first_position_wins": verdicts_given.count("A"),
+        "decisive_verdicts": verdicts_given.count("A") + verdicts_given.count("B"),
+        "panel_table": _panel_table(per_judge) if len(models) > 1 else None,
     }
+
+
+def _panel_table(per_judge: list[list[float | None]]) -> list[int]:
+    """The judges' outcomes of the pairs every judge decided, as :func:`hfpref.repo.measures.pair_counts`
+    in a flat table over ``PANEL_OUTCOMES`` (:func:`hfpref.repo.measures.table_kappa` reads its sum)."""
+    counts = measures.pair_counts(
+        [PANEL_OUTCOMES.index(v) for v in item]  # type: ignore[arg-type]
+        for item in zip(*per_judge, strict=True)
+        if None not in item
+    )
+    size = len(PANEL_OUTCOMES)
+    return [counts[divmod(k, size)] for k in range(size * size)]
 
 
 def _score_schema(scale: int) -> dict[str, Any]:

@@ -56,7 +56,15 @@ JUDGE_FIELDS = frozenset(
     ]
 )
 # the counts behind the judge's rates, summed over its records: the intervals of the card's figures
-TOTALS = ("verdicts", "parse_failures", "pairs", "inconsistent_pairs")
+# (the last two, and `panel_table`, are not in the records of an older hfpref: then they are not summed)
+TOTALS = (
+    "verdicts",
+    "parse_failures",
+    "pairs",
+    "inconsistent_pairs",
+    "first_position_wins",
+    "decisive_verdicts",
+)
 
 
 @dataclass(slots=True)
@@ -411,18 +419,22 @@ class ScoredInput:
             return None
         models: dict[str, None] = {}
         modes: dict[str, None] = {}
-        totals = dict.fromkeys(TOTALS, 0)
+        totals = dict.fromkeys((name for name in TOTALS if kind.get_field_index(name) >= 0), 0)
         agreements = array("d")
+        panel: dict[int, np.ndarray] = {}  # panel size → the sum of its rows' panel_table
 
         def records() -> Iterator[dict[str, Any]]:
             for record in self._values("judge"):
                 if record is not None:
                     models.update(dict.fromkeys(record["models"] or []))
                     modes.update(dict.fromkeys([record["mode"]] if record["mode"] else []))
-                    for name in TOTALS:
+                    for name in totals:
                         totals[name] += record[name] or 0
                     if record["agreement"] is not None:
                         agreements.append(record["agreement"])
+                    if record.get("panel_table"):
+                        size = len(record["models"] or [])
+                        panel[size] = panel.get(size, 0) + np.array(record["panel_table"], dtype=np.int64)
                     yield record
 
         statistics = judge_statistics(records(), (row or [] for row in self._values("scores")))
@@ -432,6 +444,9 @@ class ScoredInput:
             average = math.fsum(agreements) / len(agreements)
             spread = math.sqrt(math.fsum((a - average) ** 2 for a in agreements) / len(agreements))
             totals |= {"agreement_rows": len(agreements), "agreement_std": round(spread, 6)}
+        if len(panel) == 1:  # one panel size: its kappa is exact (panels of several sizes have none)
+            [(size, table)] = panel.items()
+            totals |= {"panel_judges": size, "panel_table": [int(n) for n in table]}
         return {
             "models": [{"id": m} for m in models],
             "mode": ", ".join(modes),
