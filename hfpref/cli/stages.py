@@ -22,6 +22,34 @@ def batch_options(fn: Any) -> Any:
     )(fn)
 
 
+ENGINES = ("local", "ray")
+
+
+def engine_option(fn: Any) -> Any:
+    """``--engine``, of generate and judge."""
+    return click.option(
+        "--engine",
+        type=click.Choice(ENGINES),
+        default="local",
+        show_default=True,
+        help="Where the stage runs: this machine (datasets.map), or a Ray cluster (ray.init(): RAY_ADDRESS, "
+        "else a new local Ray; needs pip install 'hfpref[ray]').",
+    )(fn)
+
+
+def engine_mapper(engine: str, num_proc: int | None) -> Any:
+    """The jobs' mapper for ``--engine``: None (the local map), or the Ray engine's, connected now."""
+    if engine == "local":
+        return None
+    from hfpref.engines import ray as ray_engine
+    from hfpref.errors import ConfigError
+
+    if num_proc:
+        raise ConfigError("--engine ray runs the stage on Ray's actors: drop --num-proc")
+    ray_engine.connect()
+    return ray_engine.map_stage
+
+
 @cli.command()
 @click.argument("input_path", metavar="INPUT")
 @click.option("-o", "--output", required=True, help="Output file (.jsonl/.json/.parquet/.csv) or folder.")
@@ -38,6 +66,7 @@ def batch_options(fn: Any) -> Any:
 @click.option("--concurrency", type=int, help=help_for(GenerateConfig, "concurrency"))
 @batch_options
 @client_options
+@engine_option
 def generate(input_path: str, output: str, config_path: str | None, **flags: Any) -> None:
     """Add N completions per prompt (columns completions, completion_models, generation)."""
     from hfpref.stages import pipeline
@@ -51,6 +80,7 @@ def generate(input_path: str, output: str, config_path: str | None, **flags: Any
         use_cache=not flags["no_cache"],
         cache_dir=flags["cache_dir"],
         num_proc=flags["num_proc"],
+        mapper=engine_mapper(flags["engine"], flags["num_proc"]),
     )
 
 
@@ -80,6 +110,7 @@ def generate(input_path: str, output: str, config_path: str | None, **flags: Any
 @click.option("--judge-reasoning/--no-judge-reasoning", default=None, help=help_for(JudgeConfig, "reasoning"))
 @batch_options
 @client_options
+@engine_option
 def judge(
     input_path: str | None, output: str | None, config_path: str | None, labelled: str | None, **flags: Any
 ) -> None:
@@ -104,6 +135,7 @@ def judge(
         use_cache=not flags["no_cache"],
         cache_dir=flags["cache_dir"],
         num_proc=flags["num_proc"],
+        mapper=engine_mapper(flags["engine"], flags["num_proc"]),
     )
 
 

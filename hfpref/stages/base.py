@@ -41,6 +41,16 @@ from hfpref.wire.client import ChatClient
 from hfpref.wire.progress import Stats
 
 _CLIENTS: dict[str, ChatClient] = {}
+#: Set by an engine in its worker processes (Ray's actors): builds the endpoint transport of each new
+#: client from (provider, concurrency), e.g. HTTP behind a cluster-wide permit. None: the client's own.
+_TRANSPORT_FACTORY: Callable[[ProviderConfig, int], Any] | None = None
+
+
+def set_transport_factory(factory: Callable[[ProviderConfig, int], Any] | None) -> None:
+    """Install (or with None, remove) the endpoint transport factory of this process's new clients; the
+    Batch API keeps its own transport."""
+    global _TRANSPORT_FACTORY
+    _TRANSPORT_FACTORY = factory
 
 
 class Stage(functools.partial):  # type: ignore[type-arg]
@@ -145,6 +155,8 @@ def client_for(
         root = _cache_dir(cache_dir)
         for spec in models:
             check_credentials(provider, spec)
+        if _TRANSPORT_FACTORY is not None and not client_options.get("batch_api"):
+            client_options.setdefault("transport", _TRANSPORT_FACTORY(provider, concurrency))
         client = ChatClient(
             provider=provider,
             models=models,

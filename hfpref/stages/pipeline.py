@@ -162,7 +162,10 @@ def generate_file(
     use_cache: bool = True,
     cache_dir: str | None = None,
     num_proc: int | None = None,
+    mapper: Any = None,
 ) -> Any:
+    """``mapper``: what maps the stage (default :func:`~hfpref.stages.batching.map_stage`; the CLI's
+    ``--engine ray`` passes the Ray engine's, which takes the same arguments)."""
     from hfpref.stages.generate import Generator
     from hfpref.stages.io import check_output, load_rows, save_rows
 
@@ -178,7 +181,7 @@ def generate_file(
     check_output(output, nested=True)
     ds = load_rows(input_path)
     check_prompts(ds, run.generate.prompt_column, run.generate.system_prompt)
-    out = map_stage(
+    out = (mapper or map_stage)(
         ds, gen, in_flight(run.generate, run), MAP_BATCH_SIZE, num_proc=num_proc, desc="hfpref generate"
     )
     total, failed = generation_report(_fields(out, "generation", "error"))
@@ -247,14 +250,14 @@ def _map_generate(ds: Any, run: RunConfig, **options: Any) -> Any:
     )
 
 
-def _map_judge(ds: Any, run: RunConfig, **options: Any) -> Any:
+def _map_judge(ds: Any, run: RunConfig, mapper: Any = None, **options: Any) -> Any:
     from hfpref.stages.judge import Judge
 
     judge = Judge(
         config=run.judge, provider=run.provider, max_cost=run.budget.max_cost_usd, **options.pop("client", {})
     )
     check_prompts(ds, None, completions=True)
-    return map_stage(
+    return (mapper or map_stage)(
         ds, judge, in_flight(run.judge, run), MAP_BATCH_SIZE // 4, desc="hfpref judge", **options
     )
 
@@ -267,6 +270,7 @@ def judge_file(
     use_cache: bool = True,
     cache_dir: str | None = None,
     num_proc: int | None = None,
+    mapper: Any = None,
 ) -> Any:
     from hfpref.stages.io import check_output, load_rows, save_rows
     from hfpref.stages.judge import judge_statistics
@@ -277,6 +281,7 @@ def judge_file(
     out = _map_judge(
         ds,
         run,
+        mapper,
         num_proc=num_proc,
         client={"cache": use_cache, "cache_dir": cache_dir, **_budget_options(ledger)},
     )
