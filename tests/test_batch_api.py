@@ -292,7 +292,10 @@ def test_run_with_batch_api_generates_and_judges_by_batch(
     assert result.exit_code == 0, result.stderr
     assert fake.requests == 0 and batch_sizes(fake) == [6, 12]  # 6 prompts (n = 2), then 12 verdicts
     assert {line["body"]["model"] for line in fake.lines_of(list(fake.batches)[1])} == {"j/1"}
-    assert (tmp_path / "prefs" / "hfpref.json").is_file()
+    usage = orjson.loads((tmp_path / "prefs" / "hfpref.json").read_bytes())["usage"]
+    assert (usage["batch_completions"], usage["batches"]) == (12, 1)  # the card says which came by batch
+    card = (tmp_path / "prefs" / "README.md").read_text()
+    assert "- By the Batch API: 12 completions in 1 batch(es), at the batch price;" in card
 
 
 @pytest.mark.parametrize(

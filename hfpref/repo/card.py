@@ -365,6 +365,9 @@ def render_card(provenance: Provenance, *, repo_id: str | None = None) -> Datase
             "prompt_tokens": f"{usage.prompt_tokens:,}",
             "completion_tokens": f"{usage.completion_tokens:,}",
             "cost": _cost(usage.cost_usd),
+            "batch": None
+            if not usage.batch_completions
+            else f"{usage.batch_completions:,} completions in {usage.batches:,} batch(es), at the batch price",
         }
         if usage is not None
         else None,

@@ -120,13 +120,19 @@ def _check_keys(what: str, data: Mapping[str, Any], names: Sequence[str], strict
 
 @dataclass
 class TokenUsage(_Record):
-    """Tokens and cost of the generation requests; ``cost_usd`` None: unknown (never a smaller number)."""
+    """Tokens and cost of the generation requests; ``cost_usd`` None: unknown (never a smaller number).
+    ``batch_completions`` / ``batches``: how many completions came by the Batch API, in how many batches
+    (written only when some did)."""
+
+    _optional = frozenset({"batch_completions", "batches"})
 
     prompt_tokens: int = 0
     completion_tokens: int = 0
     truncated: int = 0  # stopped at the token limit
     failed: int = 0
     cost_usd: float | None = None
+    batch_completions: int | None = None
+    batches: int | None = None
 
 
 @dataclass

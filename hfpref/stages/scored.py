@@ -185,6 +185,8 @@ class Usage:
         self.cost: float | None = 0.0
         self.records = 0
         self.by_model: dict[str, dict[str, Any]] = {}
+        self.batch_completions = 0
+        self.batch_ids: set[str] = set()
 
     def add(self, generation: Iterable[list[Any] | None]) -> None:
         """Add the ``generation`` records of some rows."""
@@ -195,6 +197,9 @@ class Usage:
             usage["completion_tokens"] += meta.get("completion_tokens") or 0
             usage["truncated"] += meta.get("finish_reason") == "length"
             usage["failed"] += bool(meta.get("error"))
+            if meta.get("batch_id"):
+                self.batch_completions += 1
+                self.batch_ids.add(meta["batch_id"])
             unknown = meta.get("cost") is None and not meta.get("error")
             if unknown:
                 self.cost = None  # one unknown price makes the total unknown, never a smaller number
@@ -211,7 +216,12 @@ class Usage:
                 )
 
     def result(self) -> TokenUsage:
-        return TokenUsage(**self.counts, cost_usd=None if self.cost is None else round(self.cost, 6))
+        batched = {"batch_completions": self.batch_completions, "batches": len(self.batch_ids)}
+        return TokenUsage(
+            **self.counts,
+            cost_usd=None if self.cost is None else round(self.cost, 6),
+            **(batched if self.batch_completions else {}),
+        )
 
 
 class ScoredInput:
