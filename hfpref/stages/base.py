@@ -21,6 +21,7 @@ import functools
 import os
 import uuid
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -133,43 +134,62 @@ def new_run_id() -> str:
     return uuid.uuid4().hex
 
 
+BUDGET_STOPS = ("raise", "null")  # what a stage does once max_cost is reached
+
+
+@dataclass
+class Access:
+    """How a stage reaches its models, the same for Generator and Judge: the endpoint, the request cache
+    and the budget. Picklable; ``run_id`` keys the stage's client in each process."""
+
+    provider: ProviderConfig = field(default_factory=ProviderConfig)
+    cache_dir: str | None = None
+    use_cache: bool = True
+    max_cost: float | None = None
+    run_id: str = field(default_factory=new_run_id)
+    budget_id: str | None = None  # the ledger shared with other stages of a job (default: run_id)
+    on_budget: str = "raise"
+
+    def __post_init__(self) -> None:
+        if self.on_budget not in BUDGET_STOPS:
+            raise ConfigError(f"on_budget must be one of {', '.join(BUDGET_STOPS)}, got {self.on_budget!r}")
+
+    @classmethod
+    def of(cls, provider: ProviderConfig | None, *, cache: bool, **options: Any) -> Access:
+        """From a stage's keyword arguments: ``provider``, else one built from ``base_url``,
+        ``api_key_env``, ``timeout_s`` and ``max_retries``; ``cache`` is ``use_cache``."""
+        endpoint = {k: options.pop(k) for k in ("base_url", "api_key_env", "timeout_s", "max_retries")}
+        return cls(provider or ProviderConfig(**endpoint), use_cache=cache, **options)
+
+
 def client_for(
-    run_id: str,
-    label: str,
-    provider: ProviderConfig,
-    models: list[ModelSpec],
-    concurrency: int,
-    cache_dir: str | None,
-    use_cache: bool,
-    max_cost: float | None,
-    budget_id: str | None = None,
-    budget_nulls: bool = False,
-    **client_options: Any,
+    access: Access, label: str, models: list[ModelSpec], concurrency: int, **client_options: Any
 ) -> ChatClient:
     """The process-wide client of one stage object (rebuilt in each ``num_proc`` worker).
 
-    ``max_cost`` is kept by the ledger of job ``budget_id`` (default: the stage's own ``run_id``):
+    ``max_cost`` is kept by the ledger of job ``access.budget_id`` (default: the stage's own ``run_id``):
     stages given the same job draw on the same money, in every process."""
-    client = _CLIENTS.get(run_id)
+    client = _CLIENTS.get(access.run_id)
     if client is None:
-        root = _cache_dir(cache_dir)
+        provider = access.provider
         for spec in models:
             check_credentials(provider, spec)
         if _TRANSPORT_FACTORY is not None and not client_options.get("batch_api"):
             client_options.setdefault("transport", _TRANSPORT_FACTORY(provider, concurrency))
+        root = _cache_dir(access.cache_dir)
         client = ChatClient(
             provider=provider,
             models=models,
             concurrency=concurrency,
-            cache=RequestCache(root / "requests.sqlite" if use_cache else None),
+            cache=RequestCache(root / "requests.sqlite" if access.use_cache else None),
             stats=Stats(label),
             budget=None
-            if max_cost is None
-            else Ledger(max_cost, root / "budget.sqlite", budget_id or run_id),
-            budget_nulls=budget_nulls,
+            if access.max_cost is None
+            else Ledger(access.max_cost, root / "budget.sqlite", access.budget_id or access.run_id),
+            budget_nulls=access.on_budget == "null",
             **client_options,
         )
-        _CLIENTS[run_id] = client
+        _CLIENTS[access.run_id] = client
     return client
 
 
@@ -180,16 +200,6 @@ def _cache_dir(cache_dir: str | None) -> Path:
 def budget_ledger(max_cost: float, cache_dir: str | None, job: str) -> Ledger:
     """The ledger of job ``job`` in the budget file beside the request cache."""
     return Ledger(max_cost, _cache_dir(cache_dir) / "budget.sqlite", job)
-
-
-BUDGET_STOPS = ("raise", "null")
-
-
-def check_on_budget(value: str) -> str:
-    """What a stage does when ``max_cost`` is reached: raise BudgetExhausted, or record nulls."""
-    if value not in BUDGET_STOPS:
-        raise ConfigError(f"on_budget must be one of {', '.join(BUDGET_STOPS)}, got {value!r}")
-    return value
 
 
 def check_credentials(provider: ProviderConfig, spec: ModelSpec) -> None:

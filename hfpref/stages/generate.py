@@ -30,11 +30,10 @@ from hfpref.config import (
 )
 from hfpref.errors import BadRequestError
 from hfpref.stages.base import (
+    Access,
     Stage,
-    check_on_budget,
     client_for,
     is_single_row,
-    new_run_id,
     prompt_column,
     row_label,
     to_messages,
@@ -78,13 +77,7 @@ class GenerateSpec:
     """Everything a Generator needs, picklable; ``run_id`` keys its client and budget."""
 
     config: GenerateConfig
-    provider: ProviderConfig = field(default_factory=ProviderConfig)
-    cache_dir: str | None = None
-    use_cache: bool = True
-    max_cost: float | None = None
-    run_id: str = field(default_factory=new_run_id)
-    budget_id: str | None = None  # the ledger shared with other stages of a job (default: run_id)
-    on_budget: str = "raise"
+    access: Access = field(default_factory=Access)
 
 
 def route(models: list[ModelSpec], seed: int, prompt_key: bytes, n: int) -> list[str]:
@@ -126,19 +119,7 @@ async def _generate(spec: GenerateSpec, batch: Mapping[str, Any], indices: Any =
         to_messages(p, row_label(batch, i, single, indices), column, cfg.system_prompt)
         for i, p in enumerate(prompts)
     ]
-    client = client_for(
-        spec.run_id,
-        "generate",
-        spec.provider,
-        cfg.models,
-        cfg.concurrency,
-        spec.cache_dir,
-        spec.use_cache,
-        spec.max_cost,
-        spec.budget_id,
-        spec.on_budget == "null",
-        batch_api=cfg.batch_api,
-    )
+    client = client_for(spec.access, "generate", cfg.models, cfg.concurrency, batch_api=cfg.batch_api)
     params: dict[str, Any] = {"temperature": cfg.temperature, "max_tokens": cfg.max_tokens}
     if cfg.top_p is not None:
         params["top_p"] = cfg.top_p
@@ -261,19 +242,19 @@ class Generator(Stage):
             )
         if not config.models:  # a copy: the caller's config (e.g. a RunConfig's section) stays as given
             config = dataclasses.replace(config, models=default_models("HFPREF_MODEL"))
-        if provider is None:
-            provider = ProviderConfig(
-                base_url=base_url, api_key_env=api_key_env, timeout_s=timeout_s, max_retries=max_retries
-            )
-        spec = GenerateSpec(
-            config,
+        access = Access.of(
             provider,
-            cache_dir,
-            cache,
-            max_cost,
+            base_url=base_url,
+            api_key_env=api_key_env,
+            timeout_s=timeout_s,
+            max_retries=max_retries,
+            cache_dir=cache_dir,
+            cache=cache,
+            max_cost=max_cost,
             budget_id=budget_id,
-            on_budget=check_on_budget(on_budget),
+            on_budget=on_budget,
         )
+        spec = GenerateSpec(config, access)
         return super().__new__(cls, spec)  # type: ignore[return-value]
 
     @classmethod

@@ -37,11 +37,10 @@ from hfpref.config import JudgeConfig, ProviderConfig, default_config_path, defa
 from hfpref.errors import BadRequestError, InputError
 from hfpref.stages import verdicts
 from hfpref.stages.base import (
+    Access,
     Stage,
-    check_on_budget,
     client_for,
     is_single_row,
-    new_run_id,
     prompt_column,
     row_label,
     typed_columns,
@@ -87,13 +86,7 @@ def schema(mode: str) -> pa.Schema:
 class JudgeSpec:
     config: JudgeConfig
     template: str
-    provider: ProviderConfig = field(default_factory=ProviderConfig)
-    cache_dir: str | None = None
-    use_cache: bool = True
-    max_cost: float | None = None
-    run_id: str = field(default_factory=new_run_id)
-    budget_id: str | None = None  # the ledger shared with other stages of a job (default: run_id)
-    on_budget: str = "raise"
+    access: Access = field(default_factory=Access)
     asked: tuple[str, ...] = ()  # the verdict forms the template asks for (verdicts.asked_forms)
 
 
@@ -141,19 +134,7 @@ async def _judge(spec: JudgeSpec, batch: Mapping[str, Any], indices: Any = None)
                 f"{where}: column 'completions' must be a list of strings or nulls, got {completions!r:.80}"
             )
     all_reasoning = _reasoning_column(batch, all_completions, single, indices) if cfg.reasoning else None
-    client = client_for(
-        spec.run_id,
-        "judge",
-        spec.provider,
-        cfg.models,
-        cfg.concurrency,
-        spec.cache_dir,
-        spec.use_cache,
-        spec.max_cost,
-        spec.budget_id,
-        spec.on_budget == "null",
-        batch_api=cfg.batch_api,
-    )
+    client = client_for(spec.access, "judge", cfg.models, cfg.concurrency, batch_api=cfg.batch_api)
     # the batch's turn on the backlog first: bounded work in progress however many batches map starts
     async with client.open() as state, state.backlog.batch(len(prompts)) as admitted:
 
@@ -254,23 +235,22 @@ class Judge(Stage):
             )
         if not config.models:  # a copy: the caller's config (e.g. a RunConfig's section) stays as given
             config = dataclasses.replace(config, models=default_models("HFPREF_JUDGE_MODEL"))
-        if provider is None:
-            provider = ProviderConfig(
-                base_url=base_url, api_key_env=api_key_env, timeout_s=timeout_s, max_retries=max_retries
-            )
+        access = Access.of(
+            provider,
+            base_url=base_url,
+            api_key_env=api_key_env,
+            timeout_s=timeout_s,
+            max_retries=max_retries,
+            cache_dir=cache_dir,
+            cache=cache,
+            max_cost=max_cost,
+            budget_id=budget_id,
+            on_budget=on_budget,
+        )
         template = load_template(config.prompt, config.mode)
         check_template(template, config.mode)
-        spec = JudgeSpec(
-            config,
-            template,
-            provider,
-            cache_dir,
-            cache,
-            max_cost,
-            budget_id=budget_id,
-            on_budget=check_on_budget(on_budget),
-            asked=verdicts.asked_forms(template, config.structured_output),
-        )
+        asked = verdicts.asked_forms(template, config.structured_output)
+        spec = JudgeSpec(config, template, access, asked)
         return super().__new__(cls, spec)  # type: ignore[return-value]
 
     @classmethod
