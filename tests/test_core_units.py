@@ -483,3 +483,37 @@ def test_model_parsing_and_config_errors(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="not valid TOML"):
         load_config(bad)
     assert issubclass(ConfigError, HfprefError) and ConfigError.exit_code == 2
+
+
+def test_a_priced_request_reserves_its_prompt_at_the_input_price_and_max_tokens_at_the_output_price(
+    tmp_path: Path,
+) -> None:
+    from hfpref.wire.budget import Ledger
+
+    ledger = Ledger(100.0, tmp_path / "budget.sqlite", "job")
+    reserved: list[float] = []
+
+    def handler(request: Request) -> dict[str, Any]:  # the ledger as it stands while the request is out
+        reserved.append(ledger._db.execute("SELECT reserved FROM ledger").fetchone()[0])
+        return json_or_raise(200, {}, _answer("a", "b"), request.model)
+
+    spec = ModelSpec("m/a", price_in=1.0, price_out=3.0)  # USD per million tokens
+    provider = ProviderConfig(base_url="http://127.0.0.1:9/v1")
+    client = ChatClient(
+        provider, [spec], 4, RequestCache(None), Stats("t"), budget=ledger, transport=FakeTransport(handler)
+    )
+
+    async def main() -> int:
+        async with client.open() as session, session.backlog.batch(1):
+            await client.complete(
+                session, "m/a", [{"role": "user", "content": "hi"}], {"max_tokens": 50}, [0, 1]
+            )
+        return len(
+            orjson.dumps(
+                {"model": "m/a", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 50, "n": 2}
+            )
+        )
+
+    body_bytes = asyncio.run(main())
+    prompt_bound = body_bytes // 3  # PROMPT_BYTES_PER_TOKEN: an upper bound of the prompt's tokens
+    assert reserved == [pytest.approx((prompt_bound * 1.0 + 50 * 2 * 3.0) / 1e6)]

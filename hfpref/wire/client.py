@@ -427,8 +427,9 @@ class ChatClient:
             ledger = None if spec.is_local else self.budget  # a local model costs nothing
             reserved = 0.0
             if ledger is not None:
-                bound = len(request.body) // PROMPT_BYTES_PER_TOKEN + max_tokens * n
-                priced = self._priced(spec, bound, max_tokens, n)
+                prompt_bound = len(request.body) // PROMPT_BYTES_PER_TOKEN
+                bound = prompt_bound + max_tokens * n
+                priced = self._priced(spec, prompt_bound, max_tokens, n)
                 reserved = await ledger.reserve(
                     spec.id, bound, n, None if priced is None else priced * self._discount, self.sleep
                 )
