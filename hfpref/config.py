@@ -415,6 +415,20 @@ class RunConfig:
     curate: CurateConfig = field(default_factory=CurateConfig)
     hub: HubConfig = field(default_factory=HubConfig)
     budget: BudgetConfig = field(default_factory=BudgetConfig)
+    engine: str = _help(
+        "Where generate, judge and run map their stages: local (datasets.map on this machine) or ray (a Ray "
+        "cluster: ray.init(), which honours RAY_ADDRESS; pip install 'hfpref[ray]'). Default: $HFPREF_ENGINE, "
+        "else local.",
+        default_factory=lambda: os.environ.get("HFPREF_ENGINE") or "local",
+    )
+
+    def __post_init__(self) -> None:
+        if self.engine not in ENGINES:
+            raise ConfigError(f"engine must be one of {', '.join(ENGINES)}, got {self.engine!r}")
+
+
+ENGINES = ("local", "ray")
+RUN_KEYS = ("engine",)  # the keys of hfpref.toml outside any section (written before the first one)
 
 
 SCALAR_TYPES = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
@@ -464,12 +478,22 @@ def load_config(path: str | os.PathLike[str] | None) -> RunConfig:
         raise ConfigError(f"config file {path} is not UTF-8 text") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
-    classes = {f.name: f.default_factory for f in dataclasses.fields(RunConfig)}  # type: ignore[misc]
-    unknown = sorted(set(data) - set(classes))
+    classes = {
+        f.name: f.default_factory  # type: ignore[misc]
+        for f in dataclasses.fields(RunConfig)
+        if f.name not in RUN_KEYS
+    }
+    unknown = sorted(set(data) - set(classes) - set(RUN_KEYS))
     if unknown:
-        raise ConfigError(f"{path}: unknown section(s) {unknown}; expected some of {sorted(classes)}")
+        raise ConfigError(
+            f"{path}: unknown section(s) {unknown}; expected some of {sorted(classes)} (and the key "
+            f"{', '.join(RUN_KEYS)} before them)"
+        )
+    keys = {name: data.pop(name) for name in RUN_KEYS if name in data}
+    for name, value in keys.items():
+        _check_type("top level", name, str, value)
     built = {name: _build(classes[name], table, name) for name, table in data.items()}
-    return RunConfig(**built)
+    return RunConfig(**built, **keys)
 
 
 def example_config() -> str:

@@ -7,7 +7,16 @@ from typing import Any
 import click
 
 from hfpref.cli.base import cli, client_options, config_option, load_run_config
-from hfpref.config import BATCH_FALLBACKS, BudgetConfig, GenerateConfig, JudgeConfig, ProviderConfig, help_for
+from hfpref.config import (
+    BATCH_FALLBACKS,
+    ENGINES,
+    BudgetConfig,
+    GenerateConfig,
+    JudgeConfig,
+    ProviderConfig,
+    RunConfig,
+    help_for,
+)
 
 
 def batch_options(fn: Any) -> Any:
@@ -22,24 +31,18 @@ def batch_options(fn: Any) -> Any:
     )(fn)
 
 
-ENGINES = ("local", "ray")
-
-
 def engine_option(fn: Any) -> Any:
-    """``--engine``, of generate and judge."""
-    return click.option(
-        "--engine",
-        type=click.Choice(ENGINES),
-        default="local",
-        show_default=True,
-        help="Where the stage runs: this machine (datasets.map), or a Ray cluster (ray.init(): RAY_ADDRESS, "
-        "else a new local Ray; needs pip install 'hfpref[ray]').",
-    )(fn)
+    """``--engine``, of generate, judge and run (default: ``engine`` in hfpref.toml, else $HFPREF_ENGINE,
+    else local)."""
+    return click.option("--engine", type=click.Choice(ENGINES), help=help_for(RunConfig, "engine"))(fn)
 
 
-def engine_mapper(engine: str, num_proc: int | None) -> Any:
-    """The jobs' mapper for ``--engine``: None (the local map), or the Ray engine's, connected now."""
-    if engine == "local":
+def engine_mapper(run: RunConfig, engine: str | None, num_proc: int | None = None) -> Any:
+    """The jobs' mapper for ``--engine`` (else the config's engine): None (the local map), or the Ray
+    engine's, connected now."""
+    if engine is not None:
+        run.engine = engine
+    if run.engine == "local":
         return None
     from hfpref.engines import ray as ray_engine
     from hfpref.errors import ConfigError
@@ -80,7 +83,7 @@ def generate(input_path: str, output: str, config_path: str | None, **flags: Any
         use_cache=not flags["no_cache"],
         cache_dir=flags["cache_dir"],
         num_proc=flags["num_proc"],
-        mapper=engine_mapper(flags["engine"], flags["num_proc"]),
+        mapper=engine_mapper(run, flags["engine"], flags["num_proc"]),
     )
 
 
@@ -135,7 +138,7 @@ def judge(
         use_cache=not flags["no_cache"],
         cache_dir=flags["cache_dir"],
         num_proc=flags["num_proc"],
-        mapper=engine_mapper(flags["engine"], flags["num_proc"]),
+        mapper=engine_mapper(run, flags["engine"], flags["num_proc"]),
     )
 
 
@@ -148,6 +151,7 @@ def judge(
     "--cache-dir", type=click.Path(file_okay=False), help="Request cache folder (default ~/.cache/hfpref)."
 )
 @batch_options
+@engine_option
 def run_command(
     input_path: str, output: str, config_path: str | None, cache_dir: str | None, **flags: Any
 ) -> None:
@@ -157,7 +161,8 @@ def run_command(
     run = load_run_config(config_path)
     pipeline.apply_generate_flags(run, flags)  # --batch-api: both stages
     pipeline.apply_judge_flags(run, flags)
-    pipeline.run_pipeline(input_path, output, run, cache_dir=cache_dir)
+    mapper = engine_mapper(run, flags["engine"])
+    pipeline.run_pipeline(input_path, output, run, cache_dir=cache_dir, mapper=mapper)
 
 
 @cli.command()

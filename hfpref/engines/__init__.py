@@ -1,4 +1,5 @@
 """Engines that run the stages somewhere other than this process's ``datasets.map`` (a Ray cluster).
 
-Only the CLI imports them; an engine drives the same stage objects and leaves the wire as it is.
+The CLI imports them (and users holding a ray.data.Dataset, hfpref.engines.ray.map_batches); an engine
+drives the same stage objects and leaves the wire as it is.
 """

@@ -42,16 +42,31 @@ from hfpref.wire.client import ChatClient
 from hfpref.wire.progress import Stats
 
 _CLIENTS: dict[str, ChatClient] = {}
-#: Set by an engine in its worker processes (Ray's actors): builds the endpoint transport of each new
-#: client from (provider, concurrency), e.g. HTTP behind a cluster-wide permit. None: the client's own.
-_TRANSPORT_FACTORY: Callable[[ProviderConfig, int], Any] | None = None
 
 
-def set_transport_factory(factory: Callable[[ProviderConfig, int], Any] | None) -> None:
-    """Install (or with None, remove) the endpoint transport factory of this process's new clients; the
-    Batch API keeps its own transport."""
-    global _TRANSPORT_FACTORY
-    _TRANSPORT_FACTORY = factory
+@dataclass(frozen=True)
+class ClientHooks:
+    """What an engine puts under the clients built in its worker processes (Ray's actors); None: the
+    client's own. ``transport(provider, concurrency)``: the endpoint transport (e.g. HTTP behind a
+    cluster-wide permit; the Batch API keeps its own); ``cache(path)``: the request cache of file
+    ``path`` (e.g. one reached through an actor on the driver's node), with the RequestCache methods the
+    client calls; ``ledger(limit_usd, path, job)``: the ``max_cost`` ledger, with
+    :class:`~hfpref.wire.budget.Ledger`'s methods; ``stats(label)``: the client's counters (a
+    :class:`~hfpref.wire.progress.Stats`)."""
+
+    transport: Callable[[ProviderConfig, int], Any] | None = None
+    cache: Callable[[Path], Any] | None = None
+    ledger: Callable[[float, Path, str], Any] | None = None
+    stats: Callable[[str], Stats] | None = None
+
+
+_HOOKS = ClientHooks()
+
+
+def set_client_hooks(hooks: ClientHooks | None) -> None:
+    """Install (or with None, remove) the hooks of this process's new clients."""
+    global _HOOKS
+    _HOOKS = hooks or ClientHooks()
 
 
 class Stage(functools.partial):  # type: ignore[type-arg]
@@ -174,18 +189,22 @@ def client_for(
         provider = access.provider
         for spec in models:
             check_credentials(provider, spec)
-        if _TRANSPORT_FACTORY is not None and not client_options.get("batch_api"):
-            client_options.setdefault("transport", _TRANSPORT_FACTORY(provider, concurrency))
+        hooks = _HOOKS
+        if hooks.transport is not None and not client_options.get("batch_api"):
+            client_options.setdefault("transport", hooks.transport(provider, concurrency))
         root = _cache_dir(access.cache_dir)
+        cache_path = root / "requests.sqlite" if access.use_cache else None
+        budget_path = root / "budget.sqlite"
+        job = access.budget_id or access.run_id
         client = ChatClient(
             provider=provider,
             models=models,
             concurrency=concurrency,
-            cache=RequestCache(root / "requests.sqlite" if access.use_cache else None),
-            stats=Stats(label),
+            cache=hooks.cache(cache_path) if hooks.cache and cache_path else RequestCache(cache_path),
+            stats=(hooks.stats or Stats)(label),
             budget=None
             if access.max_cost is None
-            else Ledger(access.max_cost, root / "budget.sqlite", access.budget_id or access.run_id),
+            else (hooks.ledger or Ledger)(access.max_cost, budget_path, job),
             budget_nulls=access.on_budget == "null",
             **client_options,
         )

@@ -235,7 +235,7 @@ def _exhausted(ledger: Ledger, what: str) -> BudgetExhausted:
     )
 
 
-def _map_generate(ds: Any, run: RunConfig, **options: Any) -> Any:
+def _map_generate(ds: Any, run: RunConfig, mapper: Any = None, **options: Any) -> Any:
     from hfpref.stages.generate import Generator
 
     gen = Generator(
@@ -245,7 +245,7 @@ def _map_generate(ds: Any, run: RunConfig, **options: Any) -> Any:
         **options.pop("client", {}),
     )
     check_prompts(ds, run.generate.prompt_column, run.generate.system_prompt)
-    return map_stage(
+    return (mapper or map_stage)(
         ds, gen, in_flight(run.generate, run), MAP_BATCH_SIZE, saved=False, desc="hfpref generate", **options
     )
 
@@ -304,9 +304,16 @@ def judge_file(
 
 
 def run_pipeline(
-    input_path: str, folder: str, run: RunConfig, *, use_cache: bool = True, cache_dir: str | None = None
+    input_path: str,
+    folder: str,
+    run: RunConfig,
+    *,
+    use_cache: bool = True,
+    cache_dir: str | None = None,
+    mapper: Any = None,
 ) -> Any:
-    """generate → judge → curate into ``folder``; a rerun after a crash re-pays nothing."""
+    """generate → judge → curate into ``folder``; a rerun after a crash re-pays nothing. ``mapper``: as
+    :func:`generate_file`'s, for both stages."""
     from hfpref.repo.folder import check_folder
     from hfpref.repo.provenance import Provenance
     from hfpref.stages.calibrate import stored_calibration
@@ -316,7 +323,7 @@ def run_pipeline(
     check_folder(folder)  # before any request is paid for
     ledger = _ledger(run, cache_dir)  # generation and judging draw on the same money
     client = {"cache": use_cache, "cache_dir": cache_dir, **_budget_options(ledger)}
-    generated = _map_generate(load_rows(input_path), run, client=client)
+    generated = _map_generate(load_rows(input_path), run, mapper, client=client)
     total, failed = generation_report(_fields(generated, "generation", "error"))
     if ledger and ledger.refused():
         raise _exhausted(
@@ -327,7 +334,7 @@ def run_pipeline(
     if failed == total:
         first = _first_error(generated)
         raise HfprefError(f"no completion succeeded, no folder written; the first error: {first}")
-    judged = _map_judge(generated, run, client=client, saved=False)
+    judged = _map_judge(generated, run, mapper, client=client, saved=False)
     del generated  # its rows are in `judged`: unmapping its file takes its pages out of memory
     if ledger and ledger.refused():  # a folder from half-judged rows would look done
         raise _exhausted(
