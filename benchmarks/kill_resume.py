@@ -26,10 +26,8 @@ answers each run saved. Exit code 1 when a guarantee did not hold (each is print
 from __future__ import annotations
 
 import argparse
-import contextlib
 import random
 import signal
-import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -42,7 +40,6 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import orjson
 
 from benchmarks._common import (
     GEN_MODEL,
@@ -53,6 +50,7 @@ from benchmarks._common import (
     write_config,
     write_prompts,
 )
+from hfpref.wire.cache import stored_records
 from tests.fake_openai import FakeOpenAIProcess, spawn
 
 Stats = dict[str, Any]
@@ -121,12 +119,8 @@ class Job:
 
 def saved_requests(job: Job) -> int:
     """Requests whose answers are in the job's cache: generation rows / n (one request per prompt) + judge rows."""
-    path = job.cache / "requests.sqlite"
-    if not path.exists():
-        return 0
-    with contextlib.closing(sqlite3.connect(path)) as db:
-        rows = db.execute("SELECT record FROM answers").fetchall()
-    models = Counter(orjson.loads(record)["model"] for (record,) in rows)
+    records = stored_records(job.cache / "requests.sqlite")
+    models = Counter(record["model"] for record in records.values())
     return models[GEN_MODEL] // job.n + models[JUDGE_MODEL]
 
 

@@ -29,7 +29,7 @@ import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -39,8 +39,7 @@ FINAL_FAILURES = ("content_filter",)
 RETRY_FAILURES = ("error",)
 
 
-@dataclass(frozen=True)
-class Usage:
+class Usage(NamedTuple):
     """What one answer cost; each field None when the endpoint did not say (or said nonsense)."""
 
     prompt_tokens: int | None = None
@@ -57,21 +56,29 @@ class Usage:
         return self.prompt_tokens + self.completion_tokens
 
 
+NO_USAGE = Usage()
+
+
 def number(value: Any) -> float | None:
     """A finite, non-negative number from a JSON number or numeric string; else None."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, str):
+    kind = type(value)
+    if kind is int:  # the common case first (bool is not int here: type() is exact)
+        return float(value) if value >= 0 else None
+    if kind is str:
         try:
             value = float(value.strip())
         except ValueError:
             return None
-    if not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
-        return None
-    return float(value)
+    elif kind is not float:
+        if kind is bool or not isinstance(value, int | float):
+            return None
+        value = float(value)  # an int or float subclass
+    return value if value >= 0 and math.isfinite(value) else None
 
 
 def _count(value: Any) -> int | None:
+    if type(value) is int:
+        return value if value >= 0 else None
     found = number(value)
     return None if found is None else round(found)
 
@@ -79,12 +86,13 @@ def _count(value: Any) -> int | None:
 def usage_of(data: Mapping[str, Any]) -> Usage:
     usage = data.get("usage")
     if not isinstance(usage, Mapping):
-        return Usage()
+        return NO_USAGE
+    cost = usage.get("cost")
     return Usage(
-        prompt_tokens=_count(usage.get("prompt_tokens")),
-        completion_tokens=_count(usage.get("completion_tokens")),
-        total_tokens=_count(usage.get("total_tokens")),
-        cost=number(usage.get("cost")),
+        _count(usage.get("prompt_tokens")),
+        _count(usage.get("completion_tokens")),
+        _count(usage.get("total_tokens")),
+        None if cost is None else number(cost),
     )
 
 
@@ -161,9 +169,15 @@ def records_of(
     """One record per choice (at most ``n``) with its share of tokens and ``cost``; ``batch_id``: the
     batch the answer came in (None: online)."""
     choices = [c for c in data["choices"] if isinstance(c, Mapping)]
-    choices.sort(key=lambda c: _count(c.get("index")) or 0)
-    choices = choices[:n]
-    k = max(1, len(choices))
+    if len(choices) > 1:
+        choices.sort(key=lambda c: _count(c.get("index")) or 0)
+        choices = choices[:n]
+    prompt_tokens, completion_tokens = usage.prompt_tokens, usage.completion_tokens
+    if len(choices) > 1:  # each choice's share
+        k = len(choices)
+        prompt_tokens = None if prompt_tokens is None else round(prompt_tokens / k)
+        completion_tokens = None if completion_tokens is None else round(completion_tokens / k)
+        cost = None if cost is None else cost / k
     records = []
     retry = []
     for i, choice in enumerate(choices):
@@ -183,11 +197,9 @@ def records_of(
                 "text": None if error else text,
                 "model": model,
                 "finish_reason": finish,
-                "prompt_tokens": None if usage.prompt_tokens is None else round(usage.prompt_tokens / k),
-                "completion_tokens": None
-                if usage.completion_tokens is None
-                else round(usage.completion_tokens / k),
-                "cost": None if cost is None else cost / k,
+                "prompt_tokens": prompt_tokens,
+                "completion_tokens": completion_tokens,
+                "cost": cost,
                 "reasoning": reasoning,
                 "refusal": refusal,
                 "cached": False,

@@ -17,9 +17,10 @@ batch was never created. :mod:`hfpref.wire.batch` does that; this module only ke
 
 from __future__ import annotations
 
-import sqlite3
 from pathlib import Path
 from typing import NamedTuple
+
+from hfpref.wire.cache import open_database
 
 
 class Recorded(NamedTuple):
@@ -39,9 +40,7 @@ class BatchStore:
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
         where = ":memory:" if path is None else path
-        db = sqlite3.connect(where, timeout=60, isolation_level=None, check_same_thread=False)
-        db.execute("PRAGMA journal_mode=WAL")
-        db.execute("PRAGMA synchronous=NORMAL")
+        db = open_database(where)
         db.execute(
             "CREATE TABLE IF NOT EXISTS batch_files "
             "(file_id TEXT PRIMARY KEY, endpoint TEXT NOT NULL, batch_id TEXT)"

@@ -19,11 +19,11 @@ An answer settles its reservation with its real cost; a request that got no answ
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from hfpref.errors import BudgetExhausted
+from hfpref.wire.cache import open_database
 
 Sleep = Callable[[float], Awaitable[None]]
 POLL_S = (0.01, 0.25)  # first and longest wait between two looks at the ledger while the cap is near
@@ -36,9 +36,7 @@ class Ledger:
         self.limit_usd = limit_usd
         self.job = job
         path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(path, timeout=60, isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db = open_database(path)
         self._db.execute(
             "CREATE TABLE IF NOT EXISTS ledger (job TEXT PRIMARY KEY, spent REAL NOT NULL, "
             "reserved REAL NOT NULL, open INTEGER NOT NULL, refused INTEGER NOT NULL)"

@@ -124,6 +124,8 @@ class ChatClient:
         self._transport_of: dict[str, Transport] = {
             s.id: local if s.is_local else endpoint for s in self.models
         }
+        # a local model costs nothing: no budget
+        self._ledger_of = {s.id: None if s.is_local else self.budget for s in self.models}
         self._transports = list({id(t): t for t in self._transport_of.values()}.values())
         self._headers: dict[str, dict[str, str]] = {}
         for spec in self.models:
@@ -170,9 +172,10 @@ class ChatClient:
         try:
             yield session
         finally:
-            self.cache.flush()  # this batch's answers are committed before datasets takes its rows
+            self.cache.flush()  # this batch's answers are saved before datasets takes its rows
             session.users -= 1
             if session.users == 0:
+                self.cache.merge()  # the map's work on this loop is done: other processes see it now
                 del self._sessions[loop]
                 for transport in self._transports:
                     await transport.aclose()
@@ -201,30 +204,35 @@ class ChatClient:
             keys = self.keys(model, messages, params, samples)
         if found is None:
             found = self.cache.get_many(keys)
+        # Plain loops, not comprehensions, on this path: on Python 3.11 a comprehension is a function
+        # object and a cell per captured variable, and everything a request holds while it waits is
+        # promoted to the collector's oldest generation (see benchmarks/README.md, issue 18).
         records: dict[int, dict[str, Any]] = {}
-        shared: dict[int, asyncio.Future[dict[str, Any]]] = {}
+        shared: dict[int, asyncio.Future[dict[str, Any]]] | None = None
+        missing: list[int] = []
+        missing_keys: list[str] = []
+        pending = session.pending
         for key, sample in zip(keys, samples, strict=True):
-            if key in found:  # an answer, or a final failure (a refusal): both are paid for once
-                records[sample] = {**answers.EMPTY_RECORD, **found[key], "cached": True}
-            elif key in session.pending:
-                shared[sample] = session.pending[key]
-        missing = [s for s in samples if s not in records and s not in shared]
-        key_of = dict(zip(samples, keys, strict=True))
-        owned = session.own({s: key_of[s] for s in missing}) if self.cache.path is not None else {}
-        try:
-            await self._send_missing(session, model, messages, params, missing, key_of, records)
-        finally:
-            for sample, future in owned.items():
-                del session.pending[key_of[sample]]
-                if sample in records:  # an answer, or a failure record: waiters get the same
-                    future.set_result(records[sample])
-                else:  # raised (a fatal error, or cancelled): whoever waited sends its own
-                    future.cancel()
-        for sample, future in shared.items():
-            records[sample] = await self._shared(session, future, model, messages, params, sample)
-        out = [records[s] for s in samples]
-        for record in out:
+            hit = found.get(key)
+            if hit is not None:  # an answer, or a final failure (a refusal): both are paid for once
+                records[sample] = {**answers.EMPTY_RECORD, **hit, "cached": True}
+            elif key in pending:
+                if shared is None:
+                    shared = {}
+                shared[sample] = session.waiter(key)
+            else:
+                missing.append(sample)
+                missing_keys.append(key)
+        if missing:
+            await self._send_missing(session, model, messages, params, missing, missing_keys, records)
+        if shared is not None:
+            for sample, future in shared.items():
+                records[sample] = await self._shared(session, future, model, messages, params, sample)
+        out = []
+        for sample in samples:
+            record = records[sample]
             self.stats.record(record)
+            out.append(record)
         return out
 
     async def _shared(
@@ -252,24 +260,36 @@ class ChatClient:
         messages: list[dict[str, Any]],
         params: dict[str, Any],
         missing: list[int],
-        key_of: dict[int, str],
+        keys: list[str],
         records: dict[int, dict[str, Any]],
     ) -> None:
-        """Request ``missing`` samples (one request with ``n`` where the model takes it) into ``records``;
-        the answers that stand (final failures included) go to the cache."""
-        if not missing:
-            return
+        """Request ``missing`` samples (cache ``keys``; one request with ``n`` where the model takes it)
+        into ``records``; the answers that stand (final failures included) go to the cache. Identical
+        requests made meanwhile wait for these (:class:`~hfpref.wire.session.Session`)."""
         spec = self._specs[model]
         store: list[int] = []
-        if len(missing) == 1 or (spec.n_param is not False and model not in self._no_n):
-            await self._request(session, spec, messages, params, missing, records, store)
-        else:
-            await gather_all(
-                *(self._request(session, spec, messages, params, [s], records, store) for s in missing)
-            )
-        self.cache.put_soon(
-            [(key_of[s], {k: v for k, v in records[s].items() if k != "cached"}) for s in store]
-        )
+        caching = self.cache.path is not None
+        if caching:
+            session.own(keys)
+        try:
+            if len(missing) == 1 or (spec.n_param is not False and model not in self._no_n):
+                await self._request(session, spec, messages, params, missing, records, store)
+            else:
+                await gather_all(
+                    *[self._request(session, spec, messages, params, [s], records, store) for s in missing]
+                )
+        finally:
+            if caching:  # waiters get the same record (answer or failure); if we raised, send their own
+                for sample, key in zip(missing, keys, strict=True):
+                    session.settle(key, records.get(sample))
+        if store and caching:
+            items = []
+            for sample, key in zip(missing, keys, strict=True):
+                if sample in store:
+                    record = dict(records[sample])
+                    del record["cached"]
+                    items.append((key, record))
+            self.cache.put_soon(items)
         if self._unpriced is not None:
             raise self._unpriced
 
@@ -278,7 +298,10 @@ class ChatClient:
     ) -> list[str]:
         """The cache keys of ``samples`` of one prompt to ``model``."""
         endpoint = self._urls[model]
-        return [request_key(endpoint, model, messages, params, i) for i in samples]
+        keys = []
+        for i in samples:
+            keys.append(request_key(endpoint, model, messages, params, i))
+        return keys
 
     def lookup(self, keys: list[str]) -> dict[str, dict[str, Any]]:
         """The cached answers among ``keys``, in one read: pass it to :meth:`complete` as ``found``."""
@@ -312,8 +335,16 @@ class ChatClient:
                 params = {k: v for k, v in params.items() if k != "response_format"}
             one_by_one = probing_n or spec.n_param is False or spec.id in self._no_n
             batch = todo[:1] if one_by_one else list(todo)
+            n = len(batch)
+            request = self._build(spec, messages, params, n)
+            max_tokens = int(params.get("max_tokens") or 0)
             try:
-                outcome = await self._exchange(session, spec, messages, params, len(batch))
+                try:  # the common case, without tenacity's per-call cost
+                    outcome = await self._send(session, spec, request, n, max_tokens)
+                except ProviderError as first:
+                    if not first.retryable:
+                        raise
+                    outcome = await self._retry(first, session, spec, request, n, max_tokens)
             except BadRequestError as exc:
                 if len(batch) > 1 and spec.n_param is None:
                     probing_n = True
@@ -361,25 +392,13 @@ class ChatClient:
                     store.append(sample)
 
     # -- one exchange through the transport (with n completions), retried ---------------------
-    async def _exchange(
-        self,
-        session: Session,
-        spec: ModelSpec,
-        messages: list[dict[str, Any]],
-        params: dict[str, Any],
-        n: int,
-    ) -> answers.Outcome:
+    def _build(
+        self, spec: ModelSpec, messages: list[dict[str, Any]], params: dict[str, Any], n: int
+    ) -> Request:
         body: dict[str, Any] = {"model": spec.id, "messages": messages, **params}
         if n > 1:
             body["n"] = n
-        request = Request(spec.id, self._urls[spec.id], self._headers[spec.id], orjson.dumps(body))
-        max_tokens = int(params.get("max_tokens") or 0)
-        try:  # the common case, without tenacity's per-call cost
-            return await self._send(session, spec, request, n, max_tokens)
-        except ProviderError as first:
-            if not first.retryable:
-                raise
-            return await self._retry(first, session, spec, request, n, max_tokens)
+        return Request(spec.id, self._urls[spec.id], self._headers[spec.id], orjson.dumps(body))
 
     async def _retry(
         self,
@@ -424,7 +443,7 @@ class ChatClient:
                 raise BadRequestError("the endpoint refuses n > 1", model=spec.id)
             if self._unpriced is not None:
                 raise self._unpriced
-            ledger = None if spec.is_local else self.budget  # a local model costs nothing
+            ledger = self._ledger_of[spec.id]
             reserved = 0.0
             if ledger is not None:
                 prompt_bound = len(request.body) // PROMPT_BYTES_PER_TOKEN

@@ -2,7 +2,8 @@
 
 As httpx maps its transport's exceptions and huggingface_hub's ``hf_raise_for_status`` maps a status:
 
-* :func:`map_transport_errors`: aiohttp's failures (timeouts, refused or dropped connections);
+* :func:`transport_error` (and the block form :func:`map_transport_errors`): aiohttp's failures
+  (timeouts, refused or dropped connections);
 * :func:`json_or_raise`: an answer (status, headers, body) becomes its JSON with choices, or the
   :class:`~hfpref.errors.ProviderError` it stands for (:func:`provider_error`), an ``{"error": ...}``
   body with status 200 included (OpenRouter sends those);
@@ -48,25 +49,28 @@ class ConnectionRefused(ProviderConnectionError):
     judged unreachable."""
 
 
+TRANSPORT_ERRORS = (TimeoutError, aiohttp.ClientConnectionError, aiohttp.ClientPayloadError)
+"""What aiohttp raises for a request that got no answer (:func:`transport_error` maps them)."""
+
+
+def transport_error(exc: BaseException, model: str) -> ProviderError:
+    """One of :data:`TRANSPORT_ERRORS` as the retryable error of the tree it stands for."""
+    if isinstance(exc, TimeoutError):
+        return ProviderTimeoutError("no answer before the timeout", model=model)
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        errno = exc.os_error.errno
+        reason = os.strerror(errno).lower() if errno else str(exc.os_error)  # "connection refused"
+        return ConnectionRefused(f"cannot connect: {reason}", model=model)
+    return ProviderConnectionError(f"connection failed: {type(exc).__name__}: {exc}", model=model)
+
+
 @contextlib.contextmanager
 def map_transport_errors(model: str) -> Iterator[None]:
     """Raise aiohttp's failures inside the block as the retryable errors of the tree."""
     try:
         yield
-    except TimeoutError:
-        raise ProviderTimeoutError("no answer before the timeout", model=model) from None
-    except aiohttp.ClientConnectorError as exc:
-        errno = exc.os_error.errno
-        reason = os.strerror(errno).lower() if errno else str(exc.os_error)  # "connection refused"
-        raise ConnectionRefused(f"cannot connect: {reason}", model=model) from None
-    except (
-        aiohttp.ClientPayloadError,
-        aiohttp.ServerDisconnectedError,
-        aiohttp.ClientConnectionError,
-    ) as exc:
-        raise ProviderConnectionError(
-            f"connection failed: {type(exc).__name__}: {exc}", model=model
-        ) from None
+    except TRANSPORT_ERRORS as exc:
+        raise transport_error(exc, model) from None
 
 
 def json_or_raise(status: int, headers: Mapping[str, str], raw: bytes, model: str) -> dict[str, Any]:

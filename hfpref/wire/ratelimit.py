@@ -151,7 +151,12 @@ class _Slot:
 
     async def __aenter__(self) -> None:
         limiter = self.limiter
-        await limiter._enter()
+        if limiter.in_flight < int(limiter.cap) and not limiter._waiters:
+            limiter.in_flight += 1  # a free slot (the common case): taken without a coroutine
+        else:
+            await limiter._enter()
+        if limiter._requests is None and limiter._tokens is None and limiter._paused_until == 0.0:
+            return  # no rpm/tpm and never paused: nothing to wait for
         try:
             await limiter._admit(self.tokens)
         except BaseException:

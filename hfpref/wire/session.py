@@ -24,20 +24,34 @@ class Session:
         self.semaphore = asyncio.Semaphore(concurrency)
         self.limiters = limiters
         self.users = 0  # open() calls on this loop not yet left
-        # cache key -> the answer of a request in flight for it: the same prompt twice in a dataset
-        # waits for the first request's answer instead of paying for a second (not with --no-cache)
-        self.pending: dict[str, asyncio.Future[dict[str, Any]]] = {}
+        # cache key -> the requests in flight: the same prompt twice in a dataset waits for the first
+        # request's answer instead of paying for a second (not with --no-cache). The future is made
+        # only when a second caller asks (None until then): most requests are never waited for twice.
+        self.pending: dict[str, asyncio.Future[dict[str, Any]] | None] = {}
         self._sending = 0  # requests between their budget reservation and their answer
         self._idle = asyncio.Event()
         self._idle.set()
 
-    def own(self, keys: dict[int, str]) -> dict[int, asyncio.Future[dict[str, Any]]]:
-        """Announce the requests about to be sent (sample -> cache key): sample -> the future of its answer."""
-        loop = asyncio.get_running_loop()
-        owned = {sample: loop.create_future() for sample in keys}
-        for sample, key in keys.items():
-            self.pending[key] = owned[sample]
-        return owned
+    def own(self, keys: list[str]) -> None:
+        """Announce the requests about to be sent, by cache key (:meth:`settle` each when it ends)."""
+        for key in keys:
+            self.pending[key] = None
+
+    def waiter(self, key: str) -> asyncio.Future[dict[str, Any]]:
+        """The future of the answer to the request in flight for ``key`` (made by the first to wait)."""
+        future = self.pending[key]
+        if future is None:
+            future = self.pending[key] = asyncio.get_running_loop().create_future()
+        return future
+
+    def settle(self, key: str, record: dict[str, Any] | None) -> None:
+        """The request for ``key`` ended: its waiters get ``record``, or (None: it raised) send their own."""
+        future = self.pending.pop(key, None)
+        if future is not None:
+            if record is not None:
+                future.set_result(record)
+            else:
+                future.cancel()
 
     def sending(self) -> None:
         """A request has reserved its budget and is about to be sent."""

@@ -24,7 +24,7 @@ import orjson
 
 from hfpref.config import ProviderConfig
 from hfpref.errors import EndpointUnreachable
-from hfpref.wire.failures import ConnectionRefused, json_or_raise, map_transport_errors
+from hfpref.wire.failures import TRANSPORT_ERRORS, ConnectionRefused, json_or_raise, transport_error
 
 SessionFactory = Callable[[ProviderConfig, int], aiohttp.ClientSession]
 UNREACHABLE_AFTER_S = 3.0  # connections refused for this long, with no answer ever: the endpoint is down
@@ -93,6 +93,7 @@ class HTTPTransport:
         self.clock = clock
         self._sessions: dict[asyncio.AbstractEventLoop, aiohttp.ClientSession] = {}
         self._endpoints: dict[str, _Endpoint] = {}
+        self._answered: set[str] = set()  # urls that answered once (checked first: the common case)
 
     async def send(self, request: Request) -> dict[str, Any]:
         loop = asyncio.get_running_loop()
@@ -100,18 +101,19 @@ class HTTPTransport:
         if session is None:
             session = self._sessions[loop] = self.session_factory(self.provider, self.concurrency)
         try:
-            with map_transport_errors(request.model):
-                async with session.post(request.url, data=request.body, headers=request.headers) as resp:
-                    raw = await resp.read()
-                    status, headers = resp.status, resp.headers
-        except ConnectionRefused as exc:
-            self.check_reachable(request.url, exc)
-            raise
-        endpoint = self._endpoints.get(request.url)
-        if endpoint is None:
-            endpoint = self._endpoints[request.url] = _Endpoint()
-        endpoint.answered = True
-        endpoint.refused_since = None
+            async with session.post(request.url, data=request.body, headers=request.headers) as resp:
+                raw = await resp.read()
+                status, headers = resp.status, resp.headers
+        except TRANSPORT_ERRORS as exc:
+            error = transport_error(exc, request.model)
+            if isinstance(error, ConnectionRefused):
+                self.check_reachable(request.url, error)
+            raise error from None
+        if request.url not in self._answered:  # the first answer of an endpoint
+            self._answered.add(request.url)
+            endpoint = self._endpoints.setdefault(request.url, _Endpoint())
+            endpoint.answered = True
+            endpoint.refused_since = None
         return json_or_raise(status, headers, raw, request.model)
 
     async def aclose(self) -> None:
