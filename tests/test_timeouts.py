@@ -18,8 +18,8 @@ from hfpref.cli import cli
 from hfpref.config import ProviderConfig
 from hfpref.errors import ConfigError, EndpointUnreachable, RateLimitError
 from hfpref.stages.generate import Generator
-from hfpref.wire.client import wait_retry_after
 from hfpref.wire.failures import ConnectionRefused
+from hfpref.wire.ratelimit import wait_retry_after
 from hfpref.wire.transport import UNREACHABLE_AFTER_S, HTTPTransport
 from tests.fake_openai import FakeOpenAI, ok, slow
 

@@ -48,34 +48,12 @@ from hfpref.wire.budget import Ledger
 from hfpref.wire.cache import RequestCache, request_key
 from hfpref.wire.local import LocalTransport
 from hfpref.wire.progress import Stats
-from hfpref.wire.ratelimit import Clock, ModelLimiter, Sleep
+from hfpref.wire.ratelimit import Clock, ModelLimiter, Sleep, is_retryable, wait_retry_after
 from hfpref.wire.session import Session
 from hfpref.wire.tasks import gather_all
 from hfpref.wire.transport import HTTPTransport, Request, Transport
 
-MAX_RETRY_AFTER_S = 600.0
-RETRY_AFTER_JITTER = 0.2  # a Retry-After wait is stretched by up to this share, so waiters spread out
 PROMPT_BYTES_PER_TOKEN = 3  # a request body's size over this bounds its prompt tokens (for the budget)
-
-
-class wait_retry_after(wait_base):
-    """Wait what the provider asked for (``Retry-After``) plus jitter, else jittered exponential backoff."""
-
-    def __init__(self, fallback: wait_base, jitter: Callable[[], float] = random.random) -> None:
-        self.fallback = fallback
-        self.jitter = jitter
-
-    def __call__(self, retry_state: RetryCallState) -> float:
-        exc = retry_state.outcome.exception() if retry_state.outcome else None
-        retry_after = getattr(exc, "retry_after", None)
-        if retry_after is not None:
-            wait = float(retry_after) * (1.0 + RETRY_AFTER_JITTER * self.jitter())
-            return min(wait, MAX_RETRY_AFTER_S)
-        return self.fallback(retry_state)
-
-
-def _is_retryable(exc: BaseException) -> bool:
-    return isinstance(exc, ProviderError) and exc.retryable
 
 
 @dataclass
@@ -413,7 +391,7 @@ class ChatClient:
         replay: list[ProviderError] = [first]
         stop = stop_after_attempt(self.provider.max_retries + 1)
         retrying = AsyncRetrying(
-            retry=retry_if_exception(_is_retryable),
+            retry=retry_if_exception(is_retryable),
             wait=wait_retry_after(self.backoff, self.jitter),
             # a batch can take a day: only the attempts bound its retries
             stop=stop if self.batch_api else stop | stop_after_delay(self.provider.max_retry_time_s),

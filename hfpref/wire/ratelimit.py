@@ -1,4 +1,5 @@
-"""Per-model admission control, used as ``async with limiter.slot(tokens):``.
+"""Per-model admission control, used as ``async with limiter.slot(tokens):``, and how long a retry waits
+(:class:`wait_retry_after`, tenacity's wait strategy for the client).
 
 A :class:`ModelLimiter` combines three things for one model on one event loop:
 
@@ -22,6 +23,11 @@ import random
 import time
 from collections.abc import Awaitable, Callable
 from types import TracebackType
+
+from tenacity import RetryCallState
+from tenacity.wait import wait_base
+
+from hfpref.errors import ProviderError
 
 Clock = Callable[[], float]
 Sleep = Callable[[float], Awaitable[None]]
@@ -236,3 +242,29 @@ class Admission:
     ) -> None:
         left, self.left = self.left, 0
         self.backlog.release(left)
+
+
+# -- how long a retry waits (tenacity's wait strategy for the client) ---------------------------
+MAX_RETRY_AFTER_S = 600.0
+RETRY_AFTER_JITTER = 0.2  # a Retry-After wait is stretched by up to this share, so waiters spread out
+
+
+class wait_retry_after(wait_base):
+    """Wait what the provider asked for (``Retry-After``) plus jitter, else jittered exponential backoff."""
+
+    def __init__(self, fallback: wait_base, jitter: Callable[[], float] = random.random) -> None:
+        self.fallback = fallback
+        self.jitter = jitter
+
+    def __call__(self, retry_state: RetryCallState) -> float:
+        exc = retry_state.outcome.exception() if retry_state.outcome else None
+        retry_after = getattr(exc, "retry_after", None)
+        if retry_after is not None:
+            wait = float(retry_after) * (1.0 + RETRY_AFTER_JITTER * self.jitter())
+            return min(wait, MAX_RETRY_AFTER_S)
+        return self.fallback(retry_state)
+
+
+def is_retryable(exc: BaseException) -> bool:
+    """What tenacity retries: the provider errors another attempt may mend."""
+    return isinstance(exc, ProviderError) and exc.retryable
